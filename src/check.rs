@@ -1,0 +1,1 @@
+//! `check [DOMAIN...]`: one DNS round, printed for a person or as JSON.

@@ -1,0 +1,96 @@
+//! The HTTP surface (SPEC §4): `/metrics` with content negotiation and gzip, the
+//! status page `/` and its JSON twin `/api/v1/status`, `/-/healthy`, `/-/ready`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use tower_http::compression::CompressionLayer;
+
+use crate::status::{App, html_page, status_document};
+
+/// `Content-Type` of the Prometheus text format 0.0.4.
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// `Content-Type` of OpenMetrics text 1.0.
+pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Builds the router. `telemetry_path` is where metrics are served.
+pub fn router(app: Arc<App>, telemetry_path: &str) -> Router {
+    Router::new()
+        .route(telemetry_path, get(metrics))
+        .route("/", get(index))
+        .route("/api/v1/status", get(status_json))
+        .route("/-/healthy", get(healthy))
+        .route("/-/ready", get(ready))
+        .fallback(not_found)
+        .layer(CompressionLayer::new().gzip(true).no_br().no_deflate().no_zstd())
+        .with_state(app)
+}
+
+/// Does the `Accept` header ask for OpenMetrics (with a non-zero quality)?
+pub fn wants_openmetrics(accept: Option<&HeaderValue>) -> bool {
+    let Some(accept) = accept.and_then(|v| v.to_str().ok()) else { return false };
+    accept.split(',').any(|part| {
+        let mut params = part.split(';').map(str::trim);
+        let media = params.next().unwrap_or("");
+        if !media.eq_ignore_ascii_case("application/openmetrics-text") {
+            return false;
+        }
+        let q = params.find_map(|p| p.strip_prefix("q=")).and_then(|q| q.parse::<f32>().ok()).unwrap_or(1.0);
+        q > 0.0
+    })
+}
+
+async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let open = wants_openmetrics(headers.get(header::ACCEPT));
+    let (body, ctype) = if open {
+        (app.metrics.encode_openmetrics(), OPENMETRICS_CONTENT_TYPE)
+    } else {
+        (app.metrics.encode_text(), TEXT_CONTENT_TYPE)
+    };
+    ([(header::CONTENT_TYPE, ctype)], body).into_response()
+}
+
+async fn index(State(app): State<Arc<App>>) -> Html<String> {
+    Html(html_page(&status_document(&app)))
+}
+
+async fn status_json(State(app): State<Arc<App>>) -> Response {
+    axum::Json(status_document(&app)).into_response()
+}
+
+async fn healthy() -> &'static str {
+    "Healthy\n"
+}
+
+async fn ready(State(app): State<Arc<App>>) -> Response {
+    if app.ready() {
+        (StatusCode::OK, "Ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "Not ready: log sources starting or first DNS round running\n")
+            .into_response()
+    }
+}
+
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "Not found: see / for the endpoints\n").into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiation() {
+        let h = |s: &'static str| HeaderValue::from_static(s);
+        assert!(wants_openmetrics(Some(&h(
+            "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+        ))));
+        assert!(!wants_openmetrics(Some(&h("text/plain;version=0.0.4;q=0.5,*/*;q=0.1"))));
+        assert!(!wants_openmetrics(Some(&h("application/openmetrics-text;q=0"))));
+        assert!(!wants_openmetrics(None));
+    }
+}

@@ -1,0 +1,577 @@
+//! Exim: ACL rejections, dropped connections, authenticator failures, accepted
+//! messages; syslog duplicates and `[n/m]` continuations.
+//!
+//! Line shapes read here (Exim via syslog, programs `exim`, `exim4`; or Exim's own
+//! mainlog, whose envelope is only a date). Exim writes its rejections as
+//! `HOST F=<sender> [temporarily ]rejected WHAT: MESSAGE` (`smtp_handle_acl_fail`):
+//!
+//! ```text
+//! H=mail-b.sender.test [127.0.2.11] F=<s@x> rejected RCPT <a@b>: relay not permitted
+//! H=(helo) [1.2.3.4] F=<s@x> temporarily rejected RCPT <a@b>: greylisted.
+//! H=x [1.2.3.4] rejected MAIL <s@x>: Access denied
+//! H=x [1.2.3.4] rejected EHLO or HELO helo.example: bogus HELO
+//! H=[1.2.3.4] rejected connection in "connect" ACL: listed in zen.spamhaus.org
+//! 1xWkam-000745-2j H=x [1.2.3.4] F=<s@x> rejected after DATA: This message scored 12.1 spam points.
+//! 1xWkam-000745-2j H=x [1.2.3.4] F=<s@x> rejected during MIME ACL checks: bad attachment
+//! rejected EHLO from [1.2.3.4]: syntactically invalid argument(s): my_host
+//! SMTP call from x [1.2.3.4] dropped: too many syntax or protocol errors (last command was "…")
+//! dovecot_login authenticator failed for (helo) [1.2.3.4]:5678: 535 Incorrect authentication data (set_id=u)
+//! 1xWkam-000745-2j <= s@x H=x [1.2.3.4] P=esmtps X=… S=479 id=…            (accepted)
+//! ```
+//!
+//! Not rejects (reasons.md §1): `closed by DROP in ACL` (the `rejected` line before
+//! it is counted), `SMTP protocol error in`, `sender verify fail for` (the `rejected`
+//! line after it is counted), `rejected by non-SMTP ACL` (`-bm` and `-bS` input),
+//! delivery failures (`**`) quoting a remote server.
+//!
+//! Via syslog Exim writes an entry once for its main log and again for its reject
+//! log (unless `syslog_duplication = false`), and splits long or multi-line entries
+//! into parts marked `[n/m]` (the part ends a line) or `[n\m]` (the line goes on in
+//! the next part). [`EximJoiner`] puts the first line of a split entry back together
+//! and drops the immediate duplicate, so each reject counts once.
+//!
+//! **Accepted message** (Exim): a `<=` arrival line whose `P=` protocol is SMTP
+//! (`smtp`, `esmtp`, `esmtps`, `esmtpa`, `esmtpsa`, `local-smtp`, …; not
+//! `local-bsmtp`).
+
+use std::collections::HashMap;
+
+use super::postfix::class_of;
+use super::reason::{Classifier, Hints, split_reply};
+use super::{Class, Event, Reason, Reject, Stage};
+
+/// Is this program tag Exim's?
+pub fn is_exim(program: &[u8]) -> bool {
+    program.starts_with(b"exim")
+}
+
+/// Removes the timestamp Exim writes inside its syslog messages when
+/// `syslog_timestamp` is on: `2026-05-28 08:25:35[.mmm][ +ZZZZ][ [pid]] `.
+pub fn strip_inner_timestamp(msg: &[u8]) -> &[u8] {
+    let ok = msg.len() >= 20
+        && msg[4] == b'-'
+        && msg[7] == b'-'
+        && msg[10] == b' '
+        && msg[13] == b':'
+        && msg[16] == b':'
+        && [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18].iter().all(|&i| msg[i].is_ascii_digit());
+    if !ok {
+        return msg;
+    }
+    let mut i = 19;
+    if msg.get(i) == Some(&b'.') {
+        i += 1;
+        while msg.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+    }
+    let mut rest = &msg[i..];
+    if rest.len() >= 6 && rest[0] == b' ' && matches!(rest[1], b'+' | b'-') && rest[2..6].iter().all(u8::is_ascii_digit)
+    {
+        rest = &rest[6..];
+    }
+    if rest.len() >= 2
+        && rest[0] == b' '
+        && rest[1] == b'['
+        && let Some(close) = memchr::memchr(b']', rest)
+        && close > 2
+        && rest[2..close].iter().all(u8::is_ascii_digit)
+    {
+        rest = &rest[close + 1..];
+    }
+    rest.strip_prefix(b" ").unwrap_or(rest)
+}
+
+/// A continuation marker `[n/m] ` or `[n\m] `: (n, m, line ends here, rest).
+pub fn split_marker(msg: &[u8]) -> Option<(u32, u32, bool, &[u8])> {
+    if msg.first() != Some(&b'[') {
+        return None;
+    }
+    let close = msg.iter().take(24).position(|&b| b == b']')?;
+    let inner = &msg[1..close];
+    let sep = inner.iter().position(|&b| b == b'/' || b == b'\\')?;
+    let n = parse_u32(&inner[..sep])?;
+    let m = parse_u32(&inner[sep + 1..])?;
+    if n == 0 || n > m {
+        return None;
+    }
+    let rest = &msg[close + 1..];
+    let rest = rest.strip_prefix(b" ").unwrap_or(rest);
+    Some((n, m, inner[sep] == b'/', rest))
+}
+
+fn parse_u32(s: &[u8]) -> Option<u32> {
+    if s.is_empty() || s.len() > 6 || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(s.iter().fold(0u32, |v, &d| v * 10 + u32::from(d - b'0')))
+}
+
+/// Reads one complete Exim log entry (the first line of it).
+pub fn parse<'a>(msg: &'a [u8], classifier: &Classifier) -> Event<'a> {
+    if let Some(flag) = delivery_flag(msg) {
+        // message lifecycle lines: an arrival may count as accepted, nothing else does
+        return if flag == b"<=" && is_smtp_arrival(msg) { Event::Accepted } else { Event::Other };
+    }
+    if memchr::memmem::find(msg, b" sender verify ").is_some() || msg.starts_with(b"SMTP protocol error in") {
+        return Event::Other;
+    }
+    if let Some(i) = memchr::memmem::find(msg, b"rejected ")
+        && (i == 0 || msg[i - 1] == b' ')
+        && let Some(event) = rejected(msg, i, classifier)
+    {
+        return event;
+    }
+    if let Some(i) = memchr::memmem::find(msg, b" authenticator failed for ") {
+        let after = &msg[i + 26..];
+        let (client, reply) = match memchr::memmem::find(after, b": ") {
+            Some(j) => (&after[..j], &after[j + 2..]),
+            None => (after, &b""[..]),
+        };
+        let (code, enhanced, text) = split_reply(reply);
+        let hints = Hints { auth_line: true, ..Hints::default() };
+        return Event::Reject(Reject {
+            stage: Stage::Auth,
+            class: class_of(code, enhanced),
+            reason: classifier.classify(text, enhanced, hints),
+            recipient: None,
+            client: Some(client),
+        });
+    }
+    if let Some(rest) = msg.strip_prefix(b"SMTP call from ") {
+        if let Some(i) = memchr::memmem::find(rest, b" dropped: ") {
+            let text = &rest[i + 10..];
+            return Event::Reject(Reject {
+                stage: Stage::Other,
+                class: Class::Unknown,
+                reason: classifier.classify(text, None, Hints::default()),
+                recipient: None,
+                client: Some(&rest[..i]),
+            });
+        }
+        return Event::Other;
+    }
+    if let Some(i) = memchr::memmem::find(msg, b" dropped by '")
+        && memchr::memmem::find(&msg[i..], b"' ACL").is_some()
+    {
+        let text = memchr::memmem::find(&msg[i..], b" ACL: ").map_or(&b""[..], |j| &msg[i + j + 6..]);
+        let (code, enhanced, text) = split_reply(text);
+        let hints = Hints { acl_dropped: true, ..Hints::default() };
+        return Event::Reject(Reject {
+            stage: Stage::Other,
+            class: class_of(code, enhanced),
+            reason: classifier.classify(text, enhanced, hints),
+            recipient: None,
+            client: host_field(msg),
+        });
+    }
+    Event::Other
+}
+
+/// The flag after a message id (`<=`, `=>`, `->`, `*>`, `**`, `==`), if the line has one.
+fn delivery_flag(msg: &[u8]) -> Option<&[u8]> {
+    let sp = memchr::memchr(b' ', msg)?;
+    let id = &msg[..sp];
+    if id.len() < 16 || !id.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-') {
+        return None;
+    }
+    let rest = &msg[sp + 1..];
+    let flag = rest.get(..3)?;
+    [&b"<= "[..], b"=> ", b"-> ", b"*> ", b"** ", b"== "].iter().find(|f| **f == flag).map(|f| &f[..2])
+}
+
+/// `H=name [ip]` or `H=(helo) [ip]` … up to the next field.
+fn host_field(msg: &[u8]) -> Option<&[u8]> {
+    let at = memchr::memmem::find(msg, b"H=")?;
+    let host = &msg[at + 2..];
+    let end = memchr::memchr(b']', host).map_or(host.len(), |i| i + 1);
+    Some(&host[..end])
+}
+
+/// `<=` arrival over SMTP.
+fn is_smtp_arrival(msg: &[u8]) -> bool {
+    let Some(sp) = memchr::memchr(b' ', msg) else { return false };
+    if !msg[sp + 1..].starts_with(b"<= ") {
+        return false;
+    }
+    let Some(p) = memchr::memmem::find(msg, b" P=") else { return false };
+    let proto = &msg[p + 3..];
+    let proto = &proto[..memchr::memchr(b' ', proto).unwrap_or(proto.len())];
+    memchr::memmem::find(proto, b"smtp").is_some() && memchr::memmem::find(proto, b"bsmtp").is_none()
+}
+
+/// A `… rejected WHAT: MESSAGE` line; `None` when WHAT is not an ACL Exim names.
+fn rejected<'a>(msg: &'a [u8], at: usize, classifier: &Classifier) -> Option<Event<'a>> {
+    let what_and_text = &msg[at + 9..];
+    if what_and_text.starts_with(b"by non-SMTP ACL") {
+        return Some(Event::Other);
+    }
+    let before = &msg[..at];
+    // "rejected EHLO from [1.2.3.4]: syntactically invalid argument(s): …" has no H=
+    let interactive = memchr::memmem::find(before, b"H=").is_some()
+        || memchr::memmem::find(before, b"U=").is_some()
+        || (at == 0 && (what_and_text.starts_with(b"EHLO from ") || what_and_text.starts_with(b"HELO from ")));
+    if !interactive {
+        return Some(Event::Other);
+    }
+    let temporarily = before.ends_with(b"temporarily ");
+    let (stage, fallback) = what(what_and_text)?;
+    // the verb part ends at the first ": "; the message follows
+    let (what_part, message) = match memchr::memmem::find(what_and_text, b": ") {
+        Some(i) => (&what_and_text[..i], &what_and_text[i + 2..]),
+        None => (what_and_text, &b""[..]),
+    };
+    let recipient = if stage == Stage::Rcpt {
+        what_part.strip_prefix(b"RCPT ").map(|a| {
+            let a = a.strip_prefix(b"<").unwrap_or(a);
+            &a[..memchr::memchr(b'>', a).unwrap_or(a.len())]
+        })
+    } else {
+        None
+    };
+    let (code, enhanced, text) = split_reply(message);
+    let class = match code {
+        Some(c) => Class::from_code_digit(c[0]).unwrap_or(Class::Unknown),
+        None if temporarily => Class::Temporary,
+        None => Class::Permanent,
+    };
+    let mut hints = Hints::for_stage(stage);
+    hints.fallback = fallback;
+    hints.content_check = what_part.starts_with(b"by local_scan");
+    let client = if at == 0 { what_part.split(|&b| b == b' ').nth(2) } else { host_field(before) };
+    Some(Event::Reject(Reject { stage, class, reason: classifier.classify(text, enhanced, hints), recipient, client }))
+}
+
+/// The stage and the fallback reason for what was rejected (reasons.md §2 and §4).
+fn what(w: &[u8]) -> Option<(Stage, Option<Reason>)> {
+    const TABLE: &[(&[u8], Stage, Option<Reason>)] = &[
+        (b"RCPT", Stage::Rcpt, None),
+        (b"MAIL", Stage::Mail, None),
+        (b"connection", Stage::Connect, Some(Reason::AccessDb)),
+        (b"EHLO", Stage::Helo, Some(Reason::Helo)),
+        (b"HELO", Stage::Helo, Some(Reason::Helo)),
+        (b"after DATA", Stage::Data, None),
+        (b"DATA", Stage::Data, None),
+        (b"during MIME", Stage::Data, None),
+        (b"by local_scan", Stage::Data, Some(Reason::SpamContent)),
+        (b"DKIM", Stage::Data, Some(Reason::DmarcFail)),
+        (b"PRDR", Stage::Data, None),
+        (b"AUTH", Stage::Auth, None),
+        (b"EXPN", Stage::Other, Some(Reason::Protocol)),
+        (b"VRFY", Stage::Other, Some(Reason::Protocol)),
+        (b"ETRN", Stage::Other, None),
+        (b"STARTTLS", Stage::Other, None),
+        (b"QUIT", Stage::Other, None),
+        (b"NOTQUIT", Stage::Other, None),
+        (b"non-SMTP", Stage::Other, None),
+    ];
+    TABLE.iter().find(|(prefix, _, _)| w.starts_with(prefix)).map(|&(_, stage, fallback)| (stage, fallback))
+}
+
+/// Upper bound on entries [`EximJoiner`] tracks at once (distinct host+pid pairs).
+const MAX_TRACKED: usize = 4096;
+/// Upper bound on a joined first line.
+const MAX_JOINED: usize = 64 * 1024;
+
+#[derive(Debug, Default)]
+struct Pending {
+    /// The first line so far (parts marked `\` are joined without a break).
+    line: Vec<u8>,
+    /// The first line is complete; later parts are the rest of the entry.
+    line_done: bool,
+    /// Parts in the entry.
+    total: u32,
+    /// Hash of the last reject text from this process, for the duplicate check.
+    last_reject: Option<u64>,
+}
+
+/// What [`EximJoiner::feed`] makes of a message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Joined<'a> {
+    /// A whole message, to parse now.
+    Whole(&'a [u8]),
+    /// The first line of a split entry, now complete.
+    Assembled(Vec<u8>),
+    /// A part that adds nothing to count (a continuation, or an incomplete first line).
+    Part,
+}
+
+/// Reassembles `[n/m]` continuations and drops syslog duplicates, per host and pid.
+/// Memory is bounded: at most [`MAX_TRACKED`] processes, [`MAX_JOINED`] bytes each.
+#[derive(Debug, Default)]
+pub struct EximJoiner {
+    by_process: HashMap<u64, Pending>,
+}
+
+fn process_key(host: &[u8], pid: &[u8]) -> u64 {
+    let mut h = Fnv::default();
+    h.write(host);
+    h.write(b"\0");
+    h.write(pid);
+    h.0
+}
+
+/// FNV-1a: tiny, no allocation, good enough to tell lines apart.
+#[derive(Debug)]
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+/// The hash of a message, for duplicate detection.
+pub fn text_hash(msg: &[u8]) -> u64 {
+    let mut h = Fnv::default();
+    h.write(msg);
+    h.0
+}
+
+impl EximJoiner {
+    /// Feeds one message (inner timestamp already removed) from `host`/`pid`.
+    pub fn feed<'a>(&mut self, host: &[u8], pid: Option<&[u8]>, msg: &'a [u8]) -> Joined<'a> {
+        let Some((n, m, ends_line, rest)) = split_marker(msg) else {
+            return Joined::Whole(msg);
+        };
+        if self.by_process.len() >= MAX_TRACKED {
+            self.by_process.clear();
+        }
+        let key = process_key(host, pid.unwrap_or(b""));
+        let p = self.by_process.entry(key).or_default();
+        if n == 1 {
+            p.line.clear();
+            p.line_done = false;
+            p.total = m;
+        } else if p.total != m || (p.line.is_empty() && !p.line_done) {
+            // a part without its beginning: nothing to count
+            return Joined::Part;
+        }
+        let mut out = Joined::Part;
+        if !p.line_done {
+            let room = MAX_JOINED.saturating_sub(p.line.len());
+            let rest = strip_inner_timestamp(rest);
+            p.line.extend_from_slice(&rest[..rest.len().min(room)]);
+            if ends_line || n == m {
+                p.line_done = true;
+                out = Joined::Assembled(std::mem::take(&mut p.line));
+            }
+        }
+        if n == m {
+            p.line_done = false;
+            p.total = 0;
+        }
+        out
+    }
+
+    /// Records a parsed entry from `host`/`pid` and says whether it is the syslog
+    /// duplicate of the reject just before it from the same process.
+    pub fn is_duplicate(&mut self, host: &[u8], pid: Option<&[u8]>, msg: &[u8], is_reject: bool) -> bool {
+        let Some(pid) = pid else { return false };
+        if self.by_process.len() >= MAX_TRACKED {
+            self.by_process.clear();
+        }
+        let key = process_key(host, pid);
+        if !is_reject {
+            if let Some(p) = self.by_process.get_mut(&key) {
+                p.last_reject = None;
+                if p.total == 0 && p.line.is_empty() {
+                    self.by_process.remove(&key);
+                }
+            }
+            return false;
+        }
+        let hash = text_hash(msg);
+        let p = self.by_process.entry(key).or_default();
+        if p.last_reject == Some(hash) {
+            p.last_reject = None;
+            true
+        } else {
+            p.last_reject = Some(hash);
+            false
+        }
+    }
+
+    /// Processes tracked right now (for tests of the bound).
+    pub fn tracked(&self) -> usize {
+        self.by_process.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::maillog::Expected;
+
+    fn rej(msg: &'static str) -> Expected {
+        match parse(msg.as_bytes(), &Classifier::new()) {
+            Event::Reject(r) => (r.stage, r.class, r.reason, r.recipient.map(|b| std::str::from_utf8(b).unwrap())),
+            other => panic!("not a reject: {other:?} for {msg}"),
+        }
+    }
+
+    #[test]
+    fn rejects() {
+        use Class::*;
+        use Reason as R;
+        use Stage as S;
+        let rows: &[(&'static str, Expected)] = &[
+            (
+                "H=mail-b.sender.test [127.0.2.11] F=<newsletter@sender.test> rejected RCPT <someone@victim.test>: relay not permitted",
+                (S::Rcpt, Permanent, R::RelayDenied, Some("someone@victim.test")),
+            ),
+            (
+                "H=(unnamed.sender.test) [127.0.2.99] F=<j.doe@sender.test> rejected RCPT <admin2@gw.test>: Unknown user",
+                (S::Rcpt, Permanent, R::UnknownUser, Some("admin2@gw.test")),
+            ),
+            (
+                "H=spammer.sender.test [127.0.2.66] F=<billing@sender.test> rejected RCPT <grace@gw.test>: Service unavailable; Client host [127.0.2.66] blocked using dnsbl.test; 127.0.2.66 is listed in dnsbl.test (lab spam source)",
+                (S::Rcpt, Permanent, R::Rbl, Some("grace@gw.test")),
+            ),
+            (
+                "H=x (h) [192.0.2.1] F=<s@x> temporarily rejected RCPT <a@b>: greylisted.",
+                (S::Rcpt, Temporary, R::Greylist, Some("a@b")),
+            ),
+            (
+                "H=x [192.0.2.1] F=<s@x> rejected RCPT <a@b>: 451 4.7.1 try later",
+                (S::Rcpt, Temporary, R::Other, Some("a@b")),
+            ),
+            (
+                "H=x [192.0.2.1] F=<s@x> rejected RCPT <a@b>: Sender verify failed",
+                (S::Rcpt, Permanent, R::Sender, Some("a@b")),
+            ),
+            ("H=x [192.0.2.1] rejected MAIL <s@x>: Access denied", (S::Mail, Permanent, R::AccessDb, None)),
+            ("H=x [192.0.2.1] rejected EHLO or HELO foo_bar: no reason", (S::Helo, Permanent, R::Helo, None)),
+            (
+                "rejected EHLO from [192.0.2.1]: syntactically invalid argument(s): my_host",
+                (S::Helo, Permanent, R::Protocol, None),
+            ),
+            ("H=[192.0.2.1] rejected connection in \"connect\" ACL", (S::Connect, Permanent, R::AccessDb, None)),
+            (
+                "H=[192.0.2.1] rejected connection in \"connect\" ACL: 192.0.2.1 is listed in zen.spamhaus.org",
+                (S::Connect, Permanent, R::Rbl, None),
+            ),
+            (
+                "1xWkam-000745-2j H=x [192.0.2.1] F=<s@x> rejected after DATA: This message scored 12.1 spam points.",
+                (S::Data, Permanent, R::SpamContent, None),
+            ),
+            (
+                "1xWkam-000745-2j H=x [192.0.2.1] F=<s@x> rejected after DATA: This message contains a virus (Eicar-Test-Signature).",
+                (S::Data, Permanent, R::Virus, None),
+            ),
+            (
+                "1xWkam-000745-2j H=x [192.0.2.1] F=<s@x> rejected during MIME ACL checks: Blacklisted file extension detected",
+                (S::Data, Permanent, R::Rbl, None),
+            ),
+            (
+                "1xWkam-000745-2j H=x [192.0.2.1] F=<s@x> rejected by local_scan(): content",
+                (S::Data, Permanent, R::SpamContent, None),
+            ),
+            ("H=x [192.0.2.1] F=<s@x> rejected DKIM : signature missing", (S::Data, Permanent, R::DmarcFail, None)),
+            ("H=x [192.0.2.1] rejected VRFY root", (S::Other, Permanent, R::Protocol, None)),
+            (
+                "SMTP call from x [192.0.2.1] dropped: too many syntax or protocol errors (last command was \"FOO\")",
+                (S::Other, Unknown, R::Protocol, None),
+            ),
+            (
+                "SMTP call from x [192.0.2.1] dropped: too many nonmail commands (last was \"RSET\")",
+                (S::Other, Unknown, R::Other, None),
+            ),
+            (
+                "dovecot_login authenticator failed for (User) [192.0.2.1]:61234: 535 Incorrect authentication data (set_id=a@b)",
+                (S::Auth, Permanent, R::AuthFailed, None),
+            ),
+            ("H=x [192.0.2.1] dropped by 'check_connect' ACL", (S::Other, Unknown, R::AccessDb, None)),
+            (
+                "U=root F=<s@x> rejected RCPT <a@b>: relay not permitted",
+                (S::Rcpt, Permanent, R::RelayDenied, Some("a@b")),
+            ),
+        ];
+        for (msg, want) in rows {
+            assert_eq!(rej(msg), *want, "{msg}");
+        }
+    }
+
+    #[test]
+    fn others() {
+        let c = Classifier::new();
+        for msg in [
+            "SMTP connection from (x) [192.0.2.1] closed by DROP in ACL",
+            "SMTP protocol error in \"AUTH LOGIN\" H=x [192.0.2.1] AUTH command used when not advertised",
+            "H=x [192.0.2.1] sender verify fail for <s@x>: Unrouteable address",
+            "F=<s@x> rejected by non-SMTP ACL: go away",
+            "1xWkam-000745-2j ** a@b R=dnslookup T=remote_smtp H=mx [1.2.3.4]: SMTP error from remote mail server after RCPT TO:<a@b>: 550 5.1.1 rejected: User unknown",
+            "1xWkam-000745-2j => grace <grace@gw.test> R=lab_users T=lab_maildir",
+            "1xWkam-000745-2j <= <> R=1xWkal-00073z-1a U=Debian-exim P=local S=3000",
+            "1xWkam-000745-2j <= a@b U=root P=local-bsmtp S=300",
+            "no host name found for IP address 127.0.2.99",
+        ] {
+            assert_eq!(parse(msg.as_bytes(), &c), Event::Other, "{msg}");
+        }
+        for msg in [
+            "1xWkam-000745-2j <= billing@sender.test H=mail-a.sender.test [127.0.2.10] P=esmtp S=479 id=x@vm",
+            "1xWkam-000745-2j <= a@b H=x [1.2.3.4] P=esmtpsa X=TLS1.3:TLS_AES_256_GCM_SHA384:256 CV=no A=dovecot_plain:a S=1",
+            "1xWkam-000745-2j <= a@b U=u P=local-smtp S=1",
+        ] {
+            assert_eq!(parse(msg.as_bytes(), &c), Event::Accepted, "{msg}");
+        }
+    }
+
+    #[test]
+    fn inner_timestamps() {
+        assert_eq!(strip_inner_timestamp(b"2026-05-28 08:25:35 H=x"), b"H=x");
+        assert_eq!(strip_inner_timestamp(b"2026-05-28 08:25:35.123 +0200 [77] H=x"), b"H=x");
+        assert_eq!(strip_inner_timestamp(b"H=x"), b"H=x");
+    }
+
+    #[test]
+    fn continuations_join_first_line() {
+        let mut j = EximJoiner::default();
+        assert_eq!(j.feed(b"h", Some(b"1"), b"[1\\3] H=x [1.2.3.4] F=<a@b> rejected RCPT <c@d>: relay "), Joined::Part);
+        assert_eq!(
+            j.feed(b"h", Some(b"1"), b"[2/3] not permitted"),
+            Joined::Assembled(b"H=x [1.2.3.4] F=<a@b> rejected RCPT <c@d>: relay not permitted".to_vec())
+        );
+        assert_eq!(j.feed(b"h", Some(b"1"), b"[3/3] Subject: hello"), Joined::Part);
+        // a stray part without its beginning counts nothing
+        assert_eq!(j.feed(b"h", Some(b"2"), b"[2/2] tail"), Joined::Part);
+        assert_eq!(j.feed(b"h", Some(b"1"), b"plain"), Joined::Whole(b"plain"));
+        assert_eq!(split_marker(b"[0/2] x"), None);
+        assert_eq!(split_marker(b"[3/2] x"), None);
+    }
+
+    #[test]
+    fn duplicates_count_once() {
+        let mut j = EximJoiner::default();
+        let line = b"H=x [1.2.3.4] F=<a@b> rejected RCPT <c@d>: relay not permitted";
+        assert!(!j.is_duplicate(b"h", Some(b"9"), line, true));
+        assert!(j.is_duplicate(b"h", Some(b"9"), line, true));
+        // a third identical line is a new reject
+        assert!(!j.is_duplicate(b"h", Some(b"9"), line, true));
+        // another line in between breaks the pair
+        assert!(!j.is_duplicate(b"h", Some(b"9"), b"SMTP connection from x", false));
+        assert!(!j.is_duplicate(b"h", Some(b"9"), line, true));
+        // other process, other host: not duplicates
+        assert!(!j.is_duplicate(b"h", Some(b"10"), line, true));
+        assert!(!j.is_duplicate(b"g", Some(b"9"), line, true));
+    }
+
+    #[test]
+    fn joiner_is_bounded() {
+        let mut j = EximJoiner::default();
+        for pid in 0..(MAX_TRACKED * 2) {
+            let pid = pid.to_string();
+            j.is_duplicate(b"h", Some(pid.as_bytes()), b"rejected", true);
+        }
+        assert!(j.tracked() <= MAX_TRACKED);
+    }
+}

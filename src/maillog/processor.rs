@@ -1,0 +1,481 @@
+//! Lines in, counters out: envelope → MTA parser → metrics, per source.
+//!
+//! A [`Processor`] belongs to one log source (it keeps that source's Exim
+//! continuation state and its cached counters); the state all sources share — the
+//! host table with its `max_hosts` cap, the domains that make a reject a misroute,
+//! and the ring of recent misroutes — is a [`MailState`].
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
+
+use super::envelope;
+use super::exim::{self, EximJoiner, Joined};
+use super::postfix;
+use super::reason::Classifier;
+use super::sendmail;
+use super::{Event, Mta, Outcome, Reason, Reject};
+use prometheus_client::metrics::counter::Counter;
+
+use crate::metrics::{HostMtaLabels, Metrics, MisrouteLabels, RejectLabels, SharedLabel, SourceCounters};
+
+/// The host label of hosts beyond `max_hosts`.
+pub const OTHER_HOST: &str = "other";
+/// Host names longer than this are cut (a syslog host field is at most 255 bytes).
+const MAX_HOST_LEN: usize = 255;
+/// Misroutes kept for the status page.
+pub const MISROUTE_RING: usize = 256;
+
+/// One misroute, remembered for the diagnosis on the status page. Never a label.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MisrouteRecord {
+    /// Unix time at which the exporter read the line.
+    pub seen_at: f64,
+    /// The line's own timestamp, as written.
+    pub logged_at: String,
+    pub host: String,
+    pub mta: Mta,
+    pub domain: String,
+    /// The SMTP client as logged (`name[ip]`), cut to 128 bytes.
+    pub client: String,
+}
+
+/// Hosts seen so far, capped at `max_hosts`; later hosts become `other`.
+#[derive(Debug)]
+struct HostTable {
+    max: usize,
+    known: HashMap<Box<[u8]>, SharedLabel>,
+    other: SharedLabel,
+}
+
+impl HostTable {
+    fn label(&mut self, host: &[u8]) -> SharedLabel {
+        let host = &host[..host.len().min(MAX_HOST_LEN)];
+        if let Some(l) = self.known.get(host) {
+            return l.clone();
+        }
+        if self.known.len() >= self.max {
+            return self.other.clone();
+        }
+        let label = SharedLabel::new(&String::from_utf8_lossy(host));
+        self.known.insert(host.into(), label.clone());
+        label
+    }
+}
+
+/// State shared by every source of one exporter.
+#[derive(Debug)]
+pub struct MailState {
+    pub metrics: Arc<Metrics>,
+    pub classifier: Classifier,
+    hosts: Mutex<HostTable>,
+    /// Lowercased domain → its label; replaced as a whole on reload.
+    domains: RwLock<Arc<HashMap<String, SharedLabel>>>,
+    /// The host label for lines without a syslog host.
+    default_host: SharedLabel,
+    misroutes: Mutex<VecDeque<MisrouteRecord>>,
+    /// Every label set counted so far, with its counter, so the counts can be listed
+    /// (replay output, status page); prometheus-client families cannot be iterated.
+    known: Mutex<Known>,
+}
+
+/// The series created so far.
+#[derive(Debug, Default, Clone)]
+pub struct Known {
+    pub rejects: HashMap<RejectLabels, Counter>,
+    pub misroutes: HashMap<MisrouteLabels, Counter>,
+    pub accepted: HashMap<HostMtaLabels, Counter>,
+    pub sources: Vec<(SharedLabel, SourceCounters)>,
+}
+
+/// A snapshot of every mail log counter, sorted, for printing.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Tally {
+    pub rejects: Vec<(RejectLabels, u64)>,
+    pub misroutes: Vec<(MisrouteLabels, u64)>,
+    pub accepted: Vec<(HostMtaLabels, u64)>,
+    /// (source, outcome, lines), then (source, read errors, truncated lines).
+    pub lines: Vec<(String, Outcome, u64)>,
+    pub sources: Vec<(String, u64, u64)>,
+}
+
+impl MailState {
+    /// `domains` are the monitored and local domains; `default_host` labels lines
+    /// without a host (Exim's mainlog, bare container lines).
+    pub fn new(metrics: Arc<Metrics>, max_hosts: usize, default_host: &str, domains: &[String]) -> MailState {
+        let state = MailState {
+            metrics,
+            classifier: Classifier::new(),
+            hosts: Mutex::new(HostTable { max: max_hosts, known: HashMap::new(), other: SharedLabel::new(OTHER_HOST) }),
+            domains: RwLock::new(Arc::new(HashMap::new())),
+            default_host: SharedLabel::new(default_host),
+            misroutes: Mutex::new(VecDeque::with_capacity(MISROUTE_RING)),
+            known: Mutex::new(Known::default()),
+        };
+        state.set_domains(domains);
+        state
+    }
+
+    /// Replaces the set of domains that make a relay-denied reject a misroute.
+    pub fn set_domains(&self, domains: &[String]) {
+        let map = domains
+            .iter()
+            .map(|d| {
+                let d = d.trim_end_matches('.').to_ascii_lowercase();
+                let label = SharedLabel::new(&d);
+                (d, label)
+            })
+            .collect();
+        if let Ok(mut g) = self.domains.write() {
+            *g = Arc::new(map);
+        }
+    }
+
+    fn domain_label(&self, domain: &str) -> Option<SharedLabel> {
+        let map = self.domains.read().ok()?.clone();
+        map.get(domain).cloned()
+    }
+
+    fn host_label(&self, host: Option<&[u8]>) -> SharedLabel {
+        match host {
+            None => self.default_host.clone(),
+            Some(h) => match self.hosts.lock() {
+                Ok(mut t) => t.label(h),
+                Err(_) => SharedLabel::new(OTHER_HOST),
+            },
+        }
+    }
+
+    /// Every counter so far, sorted by labels.
+    pub fn tally(&self) -> Tally {
+        let Ok(k) = self.known.lock() else { return Tally::default() };
+        let mut t = Tally {
+            rejects: k.rejects.iter().map(|(l, c)| (l.clone(), c.get())).collect(),
+            misroutes: k.misroutes.iter().map(|(l, c)| (l.clone(), c.get())).collect(),
+            accepted: k.accepted.iter().map(|(l, c)| (l.clone(), c.get())).collect(),
+            lines: Vec::new(),
+            sources: Vec::new(),
+        };
+        for (name, c) in &k.sources {
+            for &o in Outcome::ALL {
+                t.lines.push((name.as_str().to_string(), o, c.line(o).get()));
+            }
+            t.sources.push((name.as_str().to_string(), c.read_errors.get(), c.truncated.get()));
+        }
+        t.rejects.sort();
+        t.misroutes.sort();
+        t.accepted.sort();
+        t.lines.sort();
+        t.sources.sort();
+        t
+    }
+
+    fn register_source(&self, name: &SharedLabel, counters: &SourceCounters) {
+        if let Ok(mut k) = self.known.lock()
+            && !k.sources.iter().any(|(n, _)| n == name)
+        {
+            k.sources.push((name.clone(), counters.clone()));
+        }
+    }
+
+    fn reject_counter(&self, labels: &RejectLabels) -> Counter {
+        let mut k = self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        k.rejects.entry(labels.clone()).or_insert_with(|| self.metrics.rejects.get_or_create(labels).clone()).clone()
+    }
+
+    fn misroute_counter(&self, labels: &MisrouteLabels) -> Counter {
+        let mut k = self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        k.misroutes
+            .entry(labels.clone())
+            .or_insert_with(|| self.metrics.misroutes.get_or_create(labels).clone())
+            .clone()
+    }
+
+    fn accepted_counter(&self, labels: &HostMtaLabels) -> Counter {
+        let mut k = self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        k.accepted.entry(labels.clone()).or_insert_with(|| self.metrics.accepted.get_or_create(labels).clone()).clone()
+    }
+
+    /// Recent misroutes, oldest first.
+    pub fn recent_misroutes(&self) -> Vec<MisrouteRecord> {
+        self.misroutes.lock().map(|r| r.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    fn remember(&self, rec: MisrouteRecord) {
+        if let Ok(mut ring) = self.misroutes.lock() {
+            if ring.len() >= MISROUTE_RING {
+                ring.pop_front();
+            }
+            ring.push_back(rec);
+        }
+    }
+}
+
+/// Turns the lines of one source into counter increments.
+#[derive(Debug)]
+pub struct Processor {
+    state: Arc<MailState>,
+    counters: SourceCounters,
+    exim: EximJoiner,
+    /// Host label cache for this source (hosts admitted by the shared table only).
+    hosts: HashMap<Box<[u8]>, SharedLabel>,
+    /// Counter handles already looked up, so a repeated reject is one hash lookup
+    /// and one atomic add.
+    rejects: HashMap<RejectLabels, Counter>,
+    accepted: HashMap<HostMtaLabels, Counter>,
+}
+
+fn mta_of(program: &[u8]) -> Option<Mta> {
+    if postfix::is_postfix(program) {
+        Some(Mta::Postfix)
+    } else if sendmail::is_sendmail(program) {
+        Some(Mta::Sendmail)
+    } else if exim::is_exim(program) {
+        Some(Mta::Exim)
+    } else {
+        None
+    }
+}
+
+impl Processor {
+    pub fn new(state: Arc<MailState>, source: &SharedLabel) -> Processor {
+        let counters = state.metrics.source_counters(source);
+        state.register_source(source, &counters);
+        Processor {
+            state,
+            counters,
+            exim: EximJoiner::default(),
+            hosts: HashMap::new(),
+            rejects: HashMap::new(),
+            accepted: HashMap::new(),
+        }
+    }
+
+    pub fn counters(&self) -> &SourceCounters {
+        &self.counters
+    }
+
+    /// Processes one line (without its newline) and counts it.
+    pub fn line(&mut self, line: &[u8]) -> Outcome {
+        let outcome = self.classify_line(line);
+        self.counters.line(outcome).inc();
+        outcome
+    }
+
+    fn classify_line(&mut self, line: &[u8]) -> Outcome {
+        let Some(env) = envelope::parse(line) else {
+            return Outcome::Unparsed;
+        };
+        let Some(mta) = mta_of(env.program) else {
+            return Outcome::Foreign;
+        };
+        let classifier = &self.state.classifier;
+        match mta {
+            Mta::Postfix => {
+                let event = postfix::parse(env.program, env.message, classifier);
+                self.record(mta, env.host, env.timestamp, event)
+            }
+            Mta::Sendmail => {
+                let event = sendmail::parse(env.message, classifier);
+                self.record(mta, env.host, env.timestamp, event)
+            }
+            Mta::Exim => {
+                let msg = if env.exim_mainlog { env.message } else { exim::strip_inner_timestamp(env.message) };
+                let host_key = env.host.unwrap_or(b"");
+                match self.exim.feed(host_key, env.pid, msg) {
+                    Joined::Part => Outcome::MtaOther,
+                    Joined::Whole(m) => {
+                        let event = exim::parse(m, classifier);
+                        let is_reject = matches!(event, Event::Reject(_));
+                        if self.exim.is_duplicate(host_key, env.pid, m, is_reject) {
+                            return Outcome::MtaOther;
+                        }
+                        self.record(mta, env.host, env.timestamp, event)
+                    }
+                    Joined::Assembled(buf) => {
+                        let event = exim::parse(&buf, classifier);
+                        let is_reject = matches!(event, Event::Reject(_));
+                        if self.exim.is_duplicate(host_key, env.pid, &buf, is_reject) {
+                            return Outcome::MtaOther;
+                        }
+                        // the joined line is gone after this call: record an owned copy
+                        let event = owned_event(event);
+                        self.record_owned(mta, env.host, env.timestamp, event)
+                    }
+                }
+            }
+        }
+    }
+
+    fn host(&mut self, host: Option<&[u8]>) -> SharedLabel {
+        match host {
+            Some(h) => {
+                if let Some(l) = self.hosts.get(h) {
+                    return l.clone();
+                }
+                let l = self.state.host_label(Some(h));
+                if l.as_str() != OTHER_HOST {
+                    self.hosts.insert(h.into(), l.clone());
+                }
+                l
+            }
+            None => self.state.host_label(None),
+        }
+    }
+
+    fn record(&mut self, mta: Mta, host: Option<&[u8]>, ts: &[u8], event: Event<'_>) -> Outcome {
+        match event {
+            Event::Other => Outcome::MtaOther,
+            Event::Accepted => {
+                let labels = HostMtaLabels { host: self.host(host), mta };
+                match self.accepted.get(&labels) {
+                    Some(c) => {
+                        c.inc();
+                    }
+                    None => {
+                        let c = self.state.accepted_counter(&labels);
+                        c.inc();
+                        self.accepted.insert(labels, c);
+                    }
+                }
+                Outcome::Accepted
+            }
+            Event::Reject(r) => {
+                self.reject(mta, host, ts, &r);
+                Outcome::Reject
+            }
+        }
+    }
+
+    fn record_owned(&mut self, mta: Mta, host: Option<&[u8]>, ts: &[u8], event: OwnedEvent) -> Outcome {
+        match event {
+            OwnedEvent::Other => Outcome::MtaOther,
+            OwnedEvent::Accepted => self.record(mta, host, ts, Event::Accepted),
+            OwnedEvent::Reject { stage, class, reason, recipient, client } => {
+                let r = Reject { stage, class, reason, recipient: recipient.as_deref(), client: client.as_deref() };
+                self.reject(mta, host, ts, &r);
+                Outcome::Reject
+            }
+        }
+    }
+
+    fn reject(&mut self, mta: Mta, host: Option<&[u8]>, ts: &[u8], r: &Reject<'_>) {
+        let host = self.host(host);
+        let labels = RejectLabels { host: host.clone(), mta, stage: r.stage, reason: r.reason, class: r.class };
+        match self.rejects.get(&labels) {
+            Some(c) => {
+                c.inc();
+            }
+            None => {
+                let c = self.state.reject_counter(&labels);
+                c.inc();
+                self.rejects.insert(labels, c);
+            }
+        }
+        if r.reason != Reason::RelayDenied {
+            return;
+        }
+        let Some(domain) = r.recipient_domain() else { return };
+        let Some(domain) = self.state.domain_label(&domain) else { return };
+        self.state.misroute_counter(&MisrouteLabels { host: host.clone(), domain: domain.clone() }).inc();
+        let client = r.client.unwrap_or(b"");
+        self.state.remember(MisrouteRecord {
+            seen_at: SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()),
+            logged_at: String::from_utf8_lossy(&ts[..ts.len().min(64)]).into_owned(),
+            host: host.as_str().to_string(),
+            mta,
+            domain: domain.as_str().to_string(),
+            client: String::from_utf8_lossy(&client[..client.len().min(128)]).into_owned(),
+        });
+    }
+}
+
+/// An [`Event`] that owns its bytes (for Exim lines joined from parts).
+enum OwnedEvent {
+    Other,
+    Accepted,
+    Reject {
+        stage: super::Stage,
+        class: super::Class,
+        reason: Reason,
+        recipient: Option<Vec<u8>>,
+        client: Option<Vec<u8>>,
+    },
+}
+
+fn owned_event(e: Event<'_>) -> OwnedEvent {
+    match e {
+        Event::Other => OwnedEvent::Other,
+        Event::Accepted => OwnedEvent::Accepted,
+        Event::Reject(r) => OwnedEvent::Reject {
+            stage: r.stage,
+            class: r.class,
+            reason: r.reason,
+            recipient: r.recipient.map(<[u8]>::to_vec),
+            client: r.client.map(<[u8]>::to_vec),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup(max_hosts: usize) -> (Arc<MailState>, Processor) {
+        let metrics = Arc::new(Metrics::new(None));
+        let state = Arc::new(MailState::new(metrics, max_hosts, "localhost", &["nmrc.org".to_string()]));
+        let p = Processor::new(state.clone(), &SharedLabel::new("test"));
+        (state, p)
+    }
+
+    #[test]
+    fn spec_example_is_a_misroute() {
+        let (state, mut p) = setup(64);
+        let line = b"May 28 08:25:35 rigor-mortis sm-mta[151721]: 04SDPXC5151721: ruleset=check_rcpt, arg1=<xxxxxxxx@nmrc.org>, relay=mail-mw2nam10on2117.outbound.protection.outlook.com [40.107.94.117], reject=550 5.7.1 <xxxxxxxx@nmrc.org>... Relaying denied. Proper authentication required.";
+        assert_eq!(p.line(line), Outcome::Reject);
+        let text = state.metrics.encode_openmetrics();
+        assert!(text.contains(r#"mailroute_smtp_rejects_total{host="rigor-mortis",mta="sendmail",stage="rcpt",reason="relay_denied",class="permanent"} 1"#), "{text}");
+        assert!(text.contains(r#"mailroute_misroutes_total{host="rigor-mortis",domain="nmrc.org"} 1"#), "{text}");
+        let ring = state.recent_misroutes();
+        assert_eq!(ring.len(), 1);
+        assert_eq!(ring[0].client, "mail-mw2nam10on2117.outbound.protection.outlook.com [40.107.94.117]");
+        assert_eq!(ring[0].logged_at, "May 28 08:25:35");
+    }
+
+    #[test]
+    fn hosts_are_capped() {
+        let (state, mut p) = setup(2);
+        for h in ["a", "b", "c", "d"] {
+            let line = format!(
+                "May 28 08:25:35 {h} postfix/smtpd[1]: NOQUEUE: reject: RCPT from x[1.2.3.4]: 554 5.7.1 <a@b>: Relay access denied; from=<s@x> to=<a@b> proto=ESMTP helo=<x>"
+            );
+            assert_eq!(p.line(line.as_bytes()), Outcome::Reject);
+        }
+        let text = state.metrics.encode_text();
+        assert!(text.contains(r#"host="a""#) && text.contains(r#"host="b""#));
+        assert!(!text.contains(r#"host="c""#) && !text.contains(r#"host="d""#));
+        assert!(text.contains(r#"mailroute_smtp_rejects_total{host="other",mta="postfix",stage="rcpt",reason="relay_denied",class="permanent"} 2"#), "{text}");
+    }
+
+    #[test]
+    fn outcomes() {
+        let (_, mut p) = setup(8);
+        assert_eq!(p.line(b"garbage"), Outcome::Unparsed);
+        assert_eq!(p.line(b"May 28 08:25:35 h dovecot[1]: imap-login: Login"), Outcome::Foreign);
+        assert_eq!(p.line(b"May 28 08:25:35 h postfix/qmgr[1]: ABC: removed"), Outcome::MtaOther);
+        assert_eq!(p.line(b"May 28 08:25:35 h postfix/smtpd[1]: ABC123: client=x[1.2.3.4]"), Outcome::Accepted);
+        assert_eq!(p.line(b"\xff\xfe\x00 invalid"), Outcome::Unparsed);
+    }
+
+    #[test]
+    fn exim_duplicates_and_parts_count_once() {
+        let (state, mut p) = setup(8);
+        let l = b"May 28 08:25:35 gw exim[5]: H=x [1.2.3.4] F=<s@x> rejected RCPT <a@nmrc.org>: relay not permitted";
+        assert_eq!(p.line(l), Outcome::Reject);
+        assert_eq!(p.line(l), Outcome::MtaOther);
+        assert_eq!(p.line(b"May 28 08:25:36 gw exim[6]: [1\\2] 2026-05-28 08:25:36 H=x [1.2.3.4] F=<s@x> rejected RCPT <b@nmrc.org>: relay "), Outcome::MtaOther);
+        assert_eq!(p.line(b"May 28 08:25:36 gw exim[6]: [2/2] not permitted"), Outcome::Reject);
+        let text = state.metrics.encode_text();
+        assert!(text.contains(r#"mailroute_misroutes_total{host="gw",domain="nmrc.org"} 2"#), "{text}");
+    }
+}
