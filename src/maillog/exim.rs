@@ -281,8 +281,6 @@ struct Pending {
     line_done: bool,
     /// Parts in the entry.
     total: u32,
-    /// Hash of the last reject text from this process, for the duplicate check.
-    last_reject: Option<u64>,
 }
 
 /// What [`EximJoiner::feed`] makes of a message.
@@ -296,11 +294,19 @@ pub enum Joined<'a> {
     Part,
 }
 
-/// Reassembles `[n/m]` continuations and drops syslog duplicates, per host and pid.
+/// Reassembles `[n/m]` continuations (per host and pid) and drops syslog duplicates.
 /// Memory is bounded: at most [`MAX_TRACKED`] processes, [`MAX_JOINED`] bytes each.
+///
+/// A duplicate is the reject-log copy of a reject: the same text from the same
+/// host and process on the very next line (continuation parts of that process may
+/// sit between them). Exim writes the two copies with back-to-back `syslog()` calls,
+/// so other lines rarely come between them; the same recipient refused twice in one
+/// session, further apart, still counts twice.
 #[derive(Debug, Default)]
 pub struct EximJoiner {
     by_process: HashMap<u64, Pending>,
+    /// The previous line, if it was an Exim reject: (process key, text hash).
+    last_reject: Option<(u64, u64)>,
 }
 
 fn process_key(host: &[u8], pid: &[u8]) -> u64 {
@@ -374,31 +380,23 @@ impl EximJoiner {
     }
 
     /// Records a parsed entry from `host`/`pid` and says whether it is the syslog
-    /// duplicate of the reject just before it from the same process.
+    /// duplicate of the reject on the line just before.
     pub fn is_duplicate(&mut self, host: &[u8], pid: Option<&[u8]>, msg: &[u8], is_reject: bool) -> bool {
-        let Some(pid) = pid else { return false };
-        if self.by_process.len() >= MAX_TRACKED {
-            self.by_process.clear();
-        }
-        let key = process_key(host, pid);
+        let previous = self.last_reject.take();
         if !is_reject {
-            if let Some(p) = self.by_process.get_mut(&key) {
-                p.last_reject = None;
-                if p.total == 0 && p.line.is_empty() {
-                    self.by_process.remove(&key);
-                }
-            }
             return false;
         }
-        let hash = text_hash(msg);
-        let p = self.by_process.entry(key).or_default();
-        if p.last_reject == Some(hash) {
-            p.last_reject = None;
-            true
-        } else {
-            p.last_reject = Some(hash);
-            false
+        let this = (process_key(host, pid.unwrap_or(b"")), text_hash(msg));
+        if previous == Some(this) {
+            return true;
         }
+        self.last_reject = Some(this);
+        false
+    }
+
+    /// A line that is not an Exim entry (or not a continuation part) came between.
+    pub fn other_line(&mut self) {
+        self.last_reject = None;
     }
 
     /// Processes tracked right now (for tests of the bound).
@@ -560,6 +558,8 @@ mod tests {
         // another line in between breaks the pair
         assert!(!j.is_duplicate(b"h", Some(b"9"), b"SMTP connection from x", false));
         assert!(!j.is_duplicate(b"h", Some(b"9"), line, true));
+        j.other_line();
+        assert!(!j.is_duplicate(b"h", Some(b"9"), line, true));
         // other process, other host: not duplicates
         assert!(!j.is_duplicate(b"h", Some(b"10"), line, true));
         assert!(!j.is_duplicate(b"g", Some(b"9"), line, true));
@@ -570,7 +570,7 @@ mod tests {
         let mut j = EximJoiner::default();
         for pid in 0..(MAX_TRACKED * 2) {
             let pid = pid.to_string();
-            j.is_duplicate(b"h", Some(pid.as_bytes()), b"rejected", true);
+            j.feed(b"h", Some(pid.as_bytes()), b"[1\\2] x");
         }
         assert!(j.tracked() <= MAX_TRACKED);
     }

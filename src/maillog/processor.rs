@@ -264,11 +264,16 @@ impl Processor {
 
     fn classify_line(&mut self, line: &[u8]) -> Outcome {
         let Some(env) = envelope::parse(line) else {
+            self.exim.other_line();
             return Outcome::Unparsed;
         };
         let Some(mta) = mta_of(env.program) else {
+            self.exim.other_line();
             return Outcome::Foreign;
         };
+        if mta != Mta::Exim {
+            self.exim.other_line();
+        }
         let classifier = &self.state.classifier;
         match mta {
             Mta::Postfix => {
