@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use mailroute_exporter::cli::{Cli, Command, ServeArgs};
 use mailroute_exporter::config::{Config, ConfigError};
-use mailroute_exporter::{logging, process, replay, serve};
+use mailroute_exporter::{check, logging, process, replay, serve};
 
 /// Exit code for usage and configuration errors (SPEC §2).
 const EXIT_CONFIG: u8 = 2;
@@ -64,10 +64,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Some(Command::Check(_args)) => {
-            eprintln!("check: not available yet");
-            ExitCode::from(EXIT_CONFIG)
-        }
+        Some(Command::Check(args)) => run_check(args),
     }
 }
 
@@ -100,4 +97,37 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn run_check(args: mailroute_exporter::cli::CheckArgs) -> ExitCode {
+    logging::init(&args.log);
+    let mut config = match load_config(args.config_file.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let o = mailroute_exporter::config::Overrides { dns_resolvers: args.dns_resolver.clone(), ..Default::default() };
+    if let Err(e) = config.apply(&o) {
+        eprintln!("{e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let domains = match check::domains_to_check(&config, &args.domains) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("check: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let results = runtime.block_on(check::run(&config, &domains));
+    print!("{}", check::render(&results, args.output));
+    ExitCode::from(check::exit_code(&results))
 }

@@ -102,6 +102,7 @@ pub struct Metrics {
     pub log_lines_truncated: Family<SourceLabels, Counter>,
     pub log_last_line: Family<SourceLabels, FloatGauge>,
     pub dns_interval: FloatGauge,
+    pub dns_queries: Family<crate::dns::probe::QueryResultLabels, Counter>,
 }
 
 /// The revision the binary was built from (`MAILROUTE_REVISION` at build time).
@@ -134,6 +135,7 @@ impl Metrics {
             log_lines_truncated: Family::default(),
             log_last_line: Family::default(),
             dns_interval: FloatGauge::default(),
+            dns_queries: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -176,6 +178,11 @@ impl Metrics {
                 "mailroute_dns_interval_seconds",
                 "Configured interval between DNS rounds",
                 m.dns_interval.clone(),
+            );
+            registry.register(
+                "mailroute_dns_queries",
+                "DNS queries sent, by result (ok includes NXDOMAIN answers)",
+                m.dns_queries.clone(),
             );
             let info = Info::new(BuildLabels {
                 version: env!("CARGO_PKG_VERSION").to_string(),

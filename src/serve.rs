@@ -7,7 +7,10 @@ use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 
 use crate::config::{Config, ListenAddress};
-use crate::dns::DnsState;
+use crate::dns::probe::Prober;
+use crate::dns::round::Settings;
+use crate::dns::state::{DnsCollector, scheduler};
+use crate::dns::{DnsState, system_resolvers};
 use crate::maillog::processor::MailState;
 use crate::maillog::source::{Shutdown, spawn_path};
 use crate::metrics::Metrics;
@@ -27,12 +30,21 @@ pub async fn bind(addr: &ListenAddress) -> std::io::Result<TcpListener> {
     }
 }
 
+/// How DNS rounds reach the servers: configured resolvers or `/etc/resolv.conf`.
+pub fn dns_settings(config: &Config) -> Settings {
+    let resolvers = if config.dns.resolvers.is_empty() { system_resolvers() } else { config.dns.resolvers.clone() };
+    Settings { resolvers, port: config.dns.port, txt_names: crate::dns::policy_txt_names() }
+}
+
 /// Runs the exporter until a termination signal. Errors are for `main` to print.
 pub async fn run(config: Config) -> Result<(), String> {
-    let dns_domains: Vec<String> = config.dns.domains.iter().map(|d| d.name.clone()).collect();
-    let dns = Arc::new(DnsState::new(dns_domains));
-    let metrics = Arc::new(Metrics::new(None));
+    let dns = Arc::new(DnsState::new(config.dns.domains.clone(), config.dns.interval));
+    let metrics = Arc::new(Metrics::new(Some(Box::new(DnsCollector { state: dns.clone() }))));
     metrics.dns_interval.set(config.dns.interval.as_secs_f64());
+    let prober = Prober::new(config.dns.concurrency, config.dns.timeout, Some(metrics.dns_queries.clone()));
+    let settings = dns_settings(&config);
+    let dns_stop = Arc::new(tokio::sync::Notify::new());
+    let scheduler = tokio::spawn(scheduler(dns.clone(), prober, settings, dns_stop.clone()));
     let mail = Arc::new(MailState::new(
         metrics.clone(),
         config.maillog.max_hosts,
@@ -65,6 +77,8 @@ pub async fn run(config: Config) -> Result<(), String> {
         .await
         .map_err(|e| format!("HTTP server failed: {e}"))?;
     tracing::info!("shutting down");
+    dns_stop.notify_one();
+    let _ = scheduler.await;
     stop.trigger();
     let handles: Vec<_> = app.sources.lock().map(|mut s| s.drain(..).collect()).unwrap_or_default();
     for mut h in handles {

@@ -1,39 +1,486 @@
-//! The latest DNS round's results, shared by the scheduler, `/metrics` and the
-//! status page.
+//! The latest DNS round's results, the scheduler that produces them, the collector
+//! that renders them as metrics, and their parts of the status page.
+//!
+//! A round's results replace the previous round's as a whole (one `Arc` swap), so a
+//! scrape sees one round or the next, never a mix; a domain removed from the
+//! configuration disappears with the next round.
 
-use std::sync::RwLock;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Results of the latest round per domain, replaced as a whole at the end of a round.
-#[derive(Debug, Default)]
+use futures_util::future::join_all;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::gauge::ConstGauge;
+use serde::Serialize;
+
+use super::checks::{self, CheckResult, Severity};
+use super::probe::Prober;
+use super::round::{Settings, snapshot_with_deadline};
+use super::snapshot::{Snapshot, Standing, list};
+use crate::config::DomainConfig;
+use crate::maillog::processor::MisrouteRecord;
+use crate::status::esc;
+
+/// One domain's result in one round.
+#[derive(Debug, Clone, Serialize)]
+pub struct DomainResult {
+    pub domain: String,
+    /// What was asked and answered (`None` when the round hit its deadline).
+    pub snapshot: Option<Snapshot>,
+    /// Every evaluated check, passing ones included.
+    pub checks: Vec<CheckResult>,
+    /// Why the round produced no snapshot.
+    pub error: Option<String>,
+    /// Unix time at which the last complete round for this domain ended.
+    pub finished_at: Option<f64>,
+    pub duration_seconds: f64,
+}
+
+impl DomainResult {
+    pub fn failing(&self) -> impl Iterator<Item = &CheckResult> {
+        self.checks.iter().filter(|c| c.failed)
+    }
+
+    /// The worst severity among failing checks.
+    pub fn worst(&self) -> Option<Severity> {
+        self.failing().map(|c| c.severity).min()
+    }
+}
+
+fn now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// How long one domain's round may take before it is abandoned.
+pub fn round_deadline(timeout: Duration, interval: Duration) -> Duration {
+    (timeout * 20).max(Duration::from_secs(10)).min(interval.max(Duration::from_secs(1)))
+}
+
+/// Runs one round for every domain at once.
+pub async fn run_round(
+    prober: &Prober,
+    settings: &Settings,
+    domains: &[DomainConfig],
+    deadline: Duration,
+) -> BTreeMap<String, DomainResult> {
+    let work = domains.iter().map(|d| async move {
+        let started = Instant::now();
+        let r = snapshot_with_deadline(prober, settings, &d.name, deadline).await;
+        let duration_seconds = started.elapsed().as_secs_f64();
+        let result = match r {
+            Ok(snap) => DomainResult {
+                domain: d.name.clone(),
+                checks: checks::evaluate(&snap, d),
+                snapshot: Some(snap),
+                error: None,
+                finished_at: Some(now()),
+                duration_seconds,
+            },
+            Err(e) => DomainResult {
+                domain: d.name.clone(),
+                snapshot: None,
+                checks: Vec::new(),
+                error: Some(e),
+                finished_at: None,
+                duration_seconds,
+            },
+        };
+        (d.name.clone(), result)
+    });
+    join_all(work).await.into_iter().collect()
+}
+
+/// The domains, the latest results, and readiness.
+#[derive(Debug)]
 pub struct DnsState {
     first_round_done: AtomicBool,
-    domains: RwLock<Vec<String>>,
+    domains: RwLock<Vec<DomainConfig>>,
+    results: RwLock<Arc<BTreeMap<String, DomainResult>>>,
+    interval: RwLock<Duration>,
 }
 
 impl DnsState {
-    pub fn new(domains: Vec<String>) -> DnsState {
+    pub fn new(domains: Vec<DomainConfig>, interval: Duration) -> DnsState {
         let done = domains.is_empty();
-        DnsState { first_round_done: AtomicBool::new(done), domains: RwLock::new(domains) }
+        DnsState {
+            first_round_done: AtomicBool::new(done),
+            domains: RwLock::new(domains),
+            results: RwLock::new(Arc::new(BTreeMap::new())),
+            interval: RwLock::new(interval),
+        }
     }
 
+    /// True once the first round finished (or when there is nothing to check).
     pub fn ready(&self) -> bool {
         self.first_round_done.load(Ordering::Acquire)
     }
 
-    pub fn domains(&self) -> Vec<String> {
+    pub fn domains(&self) -> Vec<DomainConfig> {
         self.domains.read().map(|d| d.clone()).unwrap_or_default()
+    }
+
+    pub fn set_domains(&self, domains: Vec<DomainConfig>) {
+        if let Ok(mut d) = self.domains.write() {
+            *d = domains;
+        }
+    }
+
+    pub fn interval(&self) -> Duration {
+        self.interval.read().map(|i| *i).unwrap_or(Duration::from_secs(300))
+    }
+
+    pub fn set_interval(&self, interval: Duration) {
+        if let Ok(mut i) = self.interval.write() {
+            *i = interval;
+        }
+    }
+
+    pub fn results(&self) -> Arc<BTreeMap<String, DomainResult>> {
+        self.results.read().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Replaces the results with a round's, keeping the last completion time of a
+    /// domain whose round failed, and dropping domains no longer configured.
+    pub fn publish(&self, mut round: BTreeMap<String, DomainResult>) {
+        let previous = self.results();
+        for (name, r) in round.iter_mut() {
+            if r.finished_at.is_none() {
+                r.finished_at = previous.get(name).and_then(|p| p.finished_at);
+            }
+        }
+        if let Ok(mut g) = self.results.write() {
+            *g = Arc::new(round);
+        }
+        self.first_round_done.store(true, Ordering::Release);
+    }
+
+    /// The DNS part of the status document: per domain, servers, failing checks in
+    /// words, and the diagnosis when misroutes and DNS facts coincide.
+    pub fn status_json(&self, recent_misroutes: &[MisrouteRecord]) -> serde_json::Value {
+        let results = self.results();
+        let domains: Vec<serde_json::Value> = self
+            .domains()
+            .iter()
+            .map(|d| {
+                let r = results.get(&d.name);
+                let servers: Vec<serde_json::Value> = r
+                    .and_then(|r| r.snapshot.as_ref())
+                    .map(|s| s.servers.iter().map(server_json).collect())
+                    .unwrap_or_default();
+                let failing: Vec<&CheckResult> = r.map(|r| r.failing().collect()).unwrap_or_default();
+                serde_json::json!({
+                    "domain": d.name,
+                    "zone": r.and_then(|r| r.snapshot.as_ref()).and_then(|s| s.zone.clone()),
+                    "checked": r.is_some(),
+                    "error": r.and_then(|r| r.error.clone()),
+                    "finished_at": r.and_then(|r| r.finished_at),
+                    "duration_seconds": r.map(|r| r.duration_seconds),
+                    "servers": servers,
+                    "mx": r.and_then(|r| r.snapshot.as_ref()).map(|s| s.mx_union().into_iter().map(|m| format!("{} {}", m.preference, m.exchange)).collect::<Vec<_>>()),
+                    "apex_addresses": r.and_then(|r| r.snapshot.as_ref()).map(|s| s.apex_union().into_iter().map(|a| a.to_string()).collect::<Vec<_>>()),
+                    "checks_evaluated": r.map_or(0, |r| r.checks.len()),
+                    "failing_checks": failing,
+                    "notes": r.and_then(|r| r.snapshot.as_ref()).map(|s| s.notes.clone()).unwrap_or_default(),
+                    "diagnosis": diagnosis(&d.name, r, recent_misroutes),
+                })
+            })
+            .collect();
+        serde_json::json!({ "interval_seconds": self.interval().as_secs_f64(), "ready": self.ready(), "domains": domains })
     }
 }
 
-impl DnsState {
-    /// The DNS part of the status document.
-    pub fn status_json(&self, _recent_misroutes: &[crate::maillog::processor::MisrouteRecord]) -> serde_json::Value {
-        serde_json::json!({ "domains": self.domains() })
+fn server_json(s: &super::snapshot::Server) -> serde_json::Value {
+    let (status, detail) = match &s.standing {
+        Standing::Authoritative => ("authoritative", String::new()),
+        Standing::Lame { detail, .. } => ("lame", detail.clone()),
+        Standing::Unreachable { error } => ("unreachable", error.clone()),
+    };
+    serde_json::json!({
+        "name": s.name,
+        "address": s.address.to_string(),
+        "status": status,
+        "detail": detail,
+        "soa_serial": s.soa.as_ref().map(|x| x.serial),
+        "mname": s.soa.as_ref().map(|x| x.mname.clone()),
+        "rtt_seconds": s.rtt_seconds,
+    })
+}
+
+/// Misroutes seen within this window count for the diagnosis.
+pub const DIAGNOSIS_WINDOW: f64 = 3600.0;
+
+/// A sentence that ties misroutes seen in the logs to the domain's DNS facts.
+pub fn diagnosis(domain: &str, r: Option<&DomainResult>, misroutes: &[MisrouteRecord]) -> Option<String> {
+    let since = now() - DIAGNOSIS_WINDOW;
+    let recent: Vec<&MisrouteRecord> = misroutes.iter().filter(|m| m.domain == domain && m.seen_at >= since).collect();
+    let apex_check = r.and_then(|r| r.checks.iter().find(|c| c.check == "apex_mx_mismatch"));
+    let snap = r.and_then(|r| r.snapshot.as_ref());
+    if recent.is_empty() {
+        return None;
     }
+    let mut by_host: BTreeMap<&str, usize> = BTreeMap::new();
+    for m in &recent {
+        *by_host.entry(m.host.as_str()).or_insert(0) += 1;
+    }
+    let hosts = by_host.iter().map(|(h, n)| format!("{h} rejected {n} message(s)")).collect::<Vec<_>>().join(", ");
+    let mut text = format!("In the last hour {hosts} for {domain} as relay denied.");
+    match (apex_check, snap) {
+        (Some(c), Some(s)) if c.failed => {
+            let stray = super::checks::apex::apex_not_mx(s);
+            let mx_hosts: Vec<String> = s.mx_hosts.keys().cloned().collect();
+            let _ = write!(
+                text,
+                " {domain}'s apex address {} is not an MX address (MX: {}), and senders that fall back to the apex A record land there: fix the apex A/AAAA record, or accept mail for {domain} on that host.",
+                list(stray.iter()),
+                list(mx_hosts.iter())
+            );
+        }
+        (Some(_), _) => {
+            text.push_str(
+                " The DNS checks find the apex consistent with the MX now: the misroutes may come from an old apex record still cached by senders, or from a host that still lists this domain.",
+            );
+        }
+        (None, _) => {
+            text.push_str(" No DNS round has evaluated the apex of this domain yet.");
+        }
+    }
+    Some(text)
 }
 
 /// The DNS part of the status page.
-pub fn html_section(_doc: &serde_json::Value) -> String {
-    String::new()
+pub fn html_section(doc: &serde_json::Value) -> String {
+    let mut h = String::new();
+    let Some(domains) = doc.get("domains").and_then(|d| d.as_array()) else { return h };
+    if domains.is_empty() {
+        return h;
+    }
+    h.push_str("<h2>Domains</h2>");
+    for d in domains {
+        let name = d["domain"].as_str().unwrap_or("");
+        let _ = write!(h, "<h3>{}</h3>", esc(name));
+        if let Some(diag) = d["diagnosis"].as_str() {
+            let _ = write!(h, "<p class=\"diag\"><b>Diagnosis:</b> {}</p>", esc(diag));
+        }
+        if !d["checked"].as_bool().unwrap_or(false) {
+            h.push_str("<p>Not checked yet.</p>");
+            continue;
+        }
+        if let Some(e) = d["error"].as_str() {
+            let _ = write!(h, "<p class=\"fail\">The last round did not finish: {}</p>", esc(e));
+        }
+        let failing = d["failing_checks"].as_array().cloned().unwrap_or_default();
+        if failing.is_empty() {
+            let _ = write!(h, "<p class=\"ok\">All {} evaluated checks pass.</p>", d["checks_evaluated"]);
+        } else {
+            h.push_str("<table><tr><th>Failing check</th><th>Severity</th><th>What is wrong</th></tr>");
+            for c in &failing {
+                let _ = write!(
+                    h,
+                    "<tr><td class=\"fail\">{}</td><td>{}</td><td>{}</td></tr>",
+                    esc(c["check"].as_str().unwrap_or("")),
+                    esc(c["severity"].as_str().unwrap_or("")),
+                    esc(c["message"].as_str().unwrap_or(""))
+                );
+            }
+            h.push_str("</table>");
+        }
+        let servers = d["servers"].as_array().cloned().unwrap_or_default();
+        if !servers.is_empty() {
+            h.push_str("<table><tr><th>Server</th><th>Address</th><th>Status</th><th>SOA serial</th><th>MNAME</th><th>RTT</th></tr>");
+            for s in &servers {
+                let rtt = s["rtt_seconds"].as_f64().map_or(String::new(), |r| format!("{:.1} ms", r * 1000.0));
+                let status = match s["detail"].as_str() {
+                    Some(x) if !x.is_empty() => format!("{}: {x}", s["status"].as_str().unwrap_or("")),
+                    _ => s["status"].as_str().unwrap_or("").to_string(),
+                };
+                let _ = write!(
+                    h,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    esc(s["name"].as_str().unwrap_or("")),
+                    esc(s["address"].as_str().unwrap_or("")),
+                    esc(&status),
+                    s["soa_serial"].as_u64().map_or(String::new(), |x| x.to_string()),
+                    esc(s["mname"].as_str().unwrap_or("")),
+                    rtt
+                );
+            }
+            h.push_str("</table>");
+        }
+        let mx: Vec<String> = d["mx"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        let apex: Vec<String> = d["apex_addresses"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        let _ = write!(h, "<p>MX: {}. Apex addresses: {}.</p>", esc(&list(mx.iter())), esc(&list(apex.iter())));
+    }
+    h
+}
+
+/// Renders the latest results as metrics at scrape time (SPEC §5.2).
+#[derive(Debug)]
+pub struct DnsCollector {
+    pub state: Arc<DnsState>,
+}
+
+type Labels = Vec<(&'static str, String)>;
+
+fn gauges(encoder: &mut DescriptorEncoder, name: &str, help: &str, samples: &[(Labels, f64)]) -> std::fmt::Result {
+    if samples.is_empty() {
+        return Ok(());
+    }
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (labels, v) in samples {
+        let e = family.encode_family(labels)?;
+        ConstGauge::new(*v).encode(e)?;
+    }
+    Ok(())
+}
+
+impl Collector for DnsCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let results = self.state.results();
+        let mut failed = Vec::new();
+        let mut up = Vec::new();
+        let mut rtt = Vec::new();
+        let mut serial = Vec::new();
+        let mut behind = Vec::new();
+        let mut mx_info = Vec::new();
+        let mut apex_info = Vec::new();
+        let mut last = Vec::new();
+        let mut duration = Vec::new();
+        for (domain, r) in results.iter() {
+            for c in &r.checks {
+                let labels = vec![
+                    ("domain", domain.clone()),
+                    ("check", c.check.to_string()),
+                    ("severity", c.severity.as_str().to_string()),
+                ];
+                failed.push((labels, if c.failed { 1.0 } else { 0.0 }));
+            }
+            if let Some(t) = r.finished_at {
+                last.push((vec![("domain", domain.clone())], t));
+            }
+            duration.push((vec![("domain", domain.clone())], r.duration_seconds));
+            let Some(s) = &r.snapshot else { continue };
+            let serials: Vec<u32> = s.up().filter_map(|x| x.soa.as_ref().map(|soa| soa.serial)).collect();
+            let top = checks::soa::highest_serial(&serials);
+            for x in &s.servers {
+                let labels = vec![
+                    ("domain", domain.clone()),
+                    ("nameserver", x.name.clone()),
+                    ("address", x.address.to_string()),
+                ];
+                up.push((labels.clone(), if x.is_up() { 1.0 } else { 0.0 }));
+                if let Some(t) = x.rtt_seconds {
+                    rtt.push((labels.clone(), t));
+                }
+                if let (true, Some(soa), Some(top)) = (x.is_up(), &x.soa, top) {
+                    serial.push((labels.clone(), f64::from(soa.serial)));
+                    behind.push((labels, f64::from(checks::soa::serial_behind(top, soa.serial))));
+                }
+            }
+            for m in s.mx_union() {
+                mx_info.push((
+                    vec![
+                        ("domain", domain.clone()),
+                        ("exchange", m.exchange.clone()),
+                        ("preference", m.preference.to_string()),
+                    ],
+                    1.0,
+                ));
+            }
+            let mx_addrs = s.mx_addresses();
+            for a in s.apex_union() {
+                apex_info.push((
+                    vec![
+                        ("domain", domain.clone()),
+                        ("address", a.to_string()),
+                        ("served_by_mx", mx_addrs.contains(&a).to_string()),
+                    ],
+                    1.0,
+                ));
+            }
+        }
+        gauges(
+            &mut encoder,
+            "mailroute_dns_check_failed",
+            "1 when the check fails, 0 when it passes, for every check evaluated in the last round",
+            &failed,
+        )?;
+        gauges(
+            &mut encoder,
+            "mailroute_dns_nameserver_up",
+            "1 when the server answered the SOA query authoritatively (AA, NOERROR)",
+            &up,
+        )?;
+        gauges(&mut encoder, "mailroute_dns_nameserver_rtt_seconds", "Round-trip time of the SOA query", &rtt)?;
+        gauges(&mut encoder, "mailroute_dns_soa_serial", "SOA serial served", &serial)?;
+        gauges(
+            &mut encoder,
+            "mailroute_dns_soa_serial_behind",
+            "RFC 1982 distance below the highest serial seen (0 = in sync)",
+            &behind,
+        )?;
+        gauges(&mut encoder, "mailroute_dns_mx_info", "MX records served (union over the servers)", &mx_info)?;
+        gauges(
+            &mut encoder,
+            "mailroute_dns_apex_address_info",
+            "Apex A/AAAA addresses, and whether an MX exchange has the same address",
+            &apex_info,
+        )?;
+        gauges(
+            &mut encoder,
+            "mailroute_dns_last_check_timestamp_seconds",
+            "Unix time at which the last complete round for the domain ended",
+            &last,
+        )?;
+        gauges(
+            &mut encoder,
+            "mailroute_dns_check_duration_seconds",
+            "Duration of the last round for the domain",
+            &duration,
+        )?;
+        Ok(())
+    }
+}
+
+/// Runs rounds forever: one at start, then every interval with up to 10 % jitter,
+/// until `stop` is notified (with `notify_one`, which is remembered if the
+/// scheduler is busy).
+pub async fn scheduler(state: Arc<DnsState>, prober: Prober, settings: Settings, stop: Arc<tokio::sync::Notify>) {
+    loop {
+        let domains = state.domains();
+        let interval = state.interval();
+        if !domains.is_empty() {
+            let deadline = round_deadline(prober.timeout(), interval);
+            let started = Instant::now();
+            let results = tokio::select! {
+                r = run_round(&prober, &settings, &domains, deadline) => r,
+                _ = stop.notified() => return,
+            };
+            let failing: usize = results.values().map(|r| r.failing().count()).sum();
+            tracing::info!(
+                domains = domains.len(),
+                failing_checks = failing,
+                seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
+                "DNS round finished"
+            );
+            state.publish(results);
+        } else {
+            state.publish(BTreeMap::new());
+        }
+        let jitter = interval.mul_f64(fastrand::f64() * 0.1);
+        tokio::select! {
+            _ = tokio::time::sleep(interval + jitter) => {}
+            _ = stop.notified() => return,
+        }
+    }
 }

@@ -1,0 +1,201 @@
+//! The check catalogue (SPEC §5.3): one pure function per check over a
+//! [`Snapshot`], registered in [`CATALOGUE`] with its id, severity and the rule it
+//! comes from. Adding a check is one function, one row, and one lab zone.
+//!
+//! A check returns `None` when the snapshot lacks what it needs (it is then absent
+//! for that round, as the SPEC requires), else a [`Verdict`] whose message names the
+//! servers and values involved.
+//!
+//! Shared rules: a server that does not answer fails `nameserver_unreachable`, one
+//! that answers REFUSED, SERVFAIL or without AA fails `nameserver_not_authoritative`;
+//! both are left out of the consistency checks, which compare only servers that
+//! answered the SOA query authoritatively.
+
+pub mod apex;
+pub mod delegation;
+pub mod mx;
+pub mod soa;
+
+use serde::Serialize;
+
+use super::snapshot::Snapshot;
+use crate::config::DomainConfig;
+
+/// How bad a failing check is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Critical,
+    Warning,
+    Info,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::Warning => "warning",
+            Severity::Info => "info",
+        }
+    }
+}
+
+/// The result of one evaluated check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Pass(String),
+    Fail(String),
+}
+
+impl Verdict {
+    pub fn failed(&self) -> bool {
+        matches!(self, Verdict::Fail(_))
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            Verdict::Pass(m) | Verdict::Fail(m) => m,
+        }
+    }
+}
+
+/// Fails with `msg` when `bad`, else passes with `ok`.
+pub fn verdict(bad: bool, msg: impl FnOnce() -> String, ok: impl FnOnce() -> String) -> Verdict {
+    if bad { Verdict::Fail(msg()) } else { Verdict::Pass(ok()) }
+}
+
+pub type CheckFn = fn(&Snapshot, &DomainConfig) -> Option<Verdict>;
+
+/// One row of the catalogue.
+#[derive(Debug, Clone, Copy)]
+pub struct Check {
+    pub id: &'static str,
+    pub severity: Severity,
+    /// Subject group (the file the check lives in).
+    pub group: &'static str,
+    /// When it fails, in a line.
+    pub fails_when: &'static str,
+    /// The standard or convention it comes from.
+    pub source: &'static str,
+    pub eval: CheckFn,
+}
+
+macro_rules! check {
+    ($group:ident :: $id:ident, $sev:ident, $when:literal, $source:literal) => {
+        Check {
+            id: stringify!($id),
+            severity: Severity::$sev,
+            group: stringify!($group),
+            fails_when: $when,
+            source: $source,
+            eval: $group::$id,
+        }
+    };
+}
+
+/// Every check, in the order of SPEC §5.3.
+pub const CATALOGUE: &[Check] = &[
+    check!(delegation::no_working_nameserver, Critical, "no server answers SOA authoritatively", "RFC 1034 §4.1"),
+    check!(
+        delegation::nameserver_unreachable,
+        Warning,
+        "a listed server gives no answer over UDP or TCP",
+        "RFC 1035 §4.2"
+    ),
+    check!(
+        delegation::nameserver_not_authoritative,
+        Warning,
+        "a server answers without AA, or REFUSED/SERVFAIL (lame)",
+        "RFC 1034 §4.3.1, RFC 8499 (lame delegation)"
+    ),
+    check!(delegation::nameserver_unresolvable, Warning, "an NS name has no address", "RFC 1034 §4.2.2"),
+    check!(
+        delegation::nameserver_count_low,
+        Warning,
+        "fewer than 2 NS at the parent or in the zone",
+        "RFC 1034 §4.1, RFC 2182 §5"
+    ),
+    check!(
+        delegation::delegation_mismatch,
+        Warning,
+        "the parent's NS set differs from the zone's own",
+        "RFC 1034 §4.2.2, RFC 2181 §6.1"
+    ),
+    check!(
+        delegation::glue_mismatch,
+        Warning,
+        "parent glue differs from the zone's addresses for an in-zone NS",
+        "RFC 1034 §4.2.2, RFC 9471"
+    ),
+    check!(delegation::ns_rrset_mismatch, Warning, "servers disagree on the NS RRset", "RFC 2181 §5"),
+    check!(soa::soa_serial_mismatch, Warning, "servers disagree on the SOA serial", "RFC 1034 §4.3.5, RFC 1982"),
+    check!(soa::soa_fields_mismatch, Info, "servers disagree on MNAME, RNAME or timers", "RFC 1035 §3.3.13"),
+    check!(
+        soa::soa_mname_not_in_ns,
+        Warning,
+        "MNAME is not in the zone's NS set or the parent's",
+        "RFC 1035 §3.3.13, RFC 2136 §4"
+    ),
+    check!(
+        soa::soa_timers_out_of_range,
+        Info,
+        "refresh/retry/expire/minimum outside common bounds",
+        "RFC 1912 §2.2, Zonemaster ZONE04-08"
+    ),
+    check!(mx::mx_missing, Warning, "no MX: senders use the apex address (implicit MX)", "RFC 5321 §5.1"),
+    check!(mx::mx_rrset_mismatch, Warning, "servers disagree on the MX RRset", "RFC 2181 §5"),
+    check!(mx::mx_target_unresolvable, Warning, "an MX exchange has no A/AAAA", "RFC 5321 §5.1"),
+    check!(mx::no_usable_mx, Critical, "no MX exchange resolves to an address", "RFC 5321 §5.1"),
+    check!(mx::mx_target_cname, Warning, "an MX exchange is a CNAME", "RFC 2181 §10.3, RFC 5321 §5.1"),
+    check!(mx::mx_target_address_literal, Warning, "an MX exchange is an IP literal", "RFC 1035 §3.3.9, RFC 5321 §5.1"),
+    check!(mx::mx_unexpected, Warning, "the MX set differs from expected_mx", "configuration"),
+    check!(mx::null_mx_conflict, Warning, "null MX beside other MX, or with non-zero preference", "RFC 7505 §3"),
+    check!(apex::apex_mx_mismatch, Warning, "the apex has A/AAAA addresses that no MX exchange has", "RFC 5321 §5.1"),
+    check!(apex::apex_address_mismatch, Warning, "servers disagree on the apex A/AAAA", "RFC 2181 §5"),
+];
+
+/// A check's result for one domain in one round.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckResult {
+    pub check: &'static str,
+    pub severity: Severity,
+    pub failed: bool,
+    pub message: String,
+}
+
+/// Evaluates every check that can be evaluated, in catalogue order.
+pub fn evaluate(snap: &Snapshot, domain: &DomainConfig) -> Vec<CheckResult> {
+    CATALOGUE
+        .iter()
+        .filter_map(|c| {
+            (c.eval)(snap, domain).map(|v| CheckResult {
+                check: c.id,
+                severity: c.severity,
+                failed: v.failed(),
+                message: v.message().to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Looks a check up by id.
+pub fn find(id: &str) -> Option<&'static Check> {
+    CATALOGUE.iter().find(|c| c.id == id)
+}
+
+#[cfg(test)]
+pub(crate) mod fixtures;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_unique() {
+        let mut ids: Vec<_> = CATALOGUE.iter().map(|c| c.id).collect();
+        ids.sort();
+        let n = ids.len();
+        ids.dedup();
+        assert_eq!(ids.len(), n);
+    }
+}

@@ -1,0 +1,299 @@
+//! The probe: one query to one server, nothing more.
+//!
+//! A query goes out over UDP with EDNS (1232-byte payload, the DNS flag day 2020
+//! value), RD set only when asking a recursive resolver. A truncated answer (TC=1) is
+//! asked again over TCP. The answer is kept as the server sent it — rcode, AA flag and
+//! all three sections — because the checks need exactly what a caching resolver hides
+//! (REFUSED, missing AA, referrals). Replies with the wrong id or question are ignored,
+//! as a resolver does (RFC 5452 §9.1); garbage is remembered and reported if nothing
+//! valid arrives before the per-query timeout. A semaphore bounds queries in flight.
+//!
+//! This is a small hand-written exchange over tokio sockets with hickory-proto for the
+//! wire format, rather than hickory's client stack: we need one query, one answer, an
+//! exact deadline, and no retries or connection reuse that would blur which server
+//! said what.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Edns, Message, MessageType, Query, ResponseCode};
+use hickory_proto::rr::{Name, Record, RecordType};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::Semaphore;
+
+/// The EDNS UDP payload size we advertise.
+pub const EDNS_PAYLOAD: u16 = 1232;
+
+/// A server's answer, as sent.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub rcode: ResponseCode,
+    pub authoritative: bool,
+    pub truncated: bool,
+    pub answers: Vec<Record>,
+    pub authorities: Vec<Record>,
+    pub additionals: Vec<Record>,
+    /// The answer came over TCP (after a truncated UDP answer, or when asked so).
+    pub tcp: bool,
+    pub rtt: Duration,
+}
+
+/// Why there is no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Nothing valid arrived within the timeout.
+    Timeout,
+    /// Only unreadable or mismatched packets arrived.
+    Malformed(String),
+    /// The network said no (port unreachable, connection refused or reset, …).
+    Network(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Timeout => f.write_str("no answer (timeout)"),
+            Failure::Malformed(m) => write!(f, "malformed answer: {m}"),
+            Failure::Network(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+pub type ProbeResult = Result<Response, Failure>;
+
+/// `result` label values of `mailroute_dns_queries_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum QueryResult {
+    Ok,
+    Timeout,
+    Refused,
+    Servfail,
+    Error,
+}
+
+impl QueryResult {
+    pub const ALL: [QueryResult; 5] =
+        [QueryResult::Ok, QueryResult::Timeout, QueryResult::Refused, QueryResult::Servfail, QueryResult::Error];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueryResult::Ok => "ok",
+            QueryResult::Timeout => "timeout",
+            QueryResult::Refused => "refused",
+            QueryResult::Servfail => "servfail",
+            QueryResult::Error => "error",
+        }
+    }
+
+    pub fn of(r: &ProbeResult) -> QueryResult {
+        match r {
+            Ok(resp) => match resp.rcode {
+                ResponseCode::NoError | ResponseCode::NXDomain => QueryResult::Ok,
+                ResponseCode::Refused => QueryResult::Refused,
+                ResponseCode::ServFail => QueryResult::Servfail,
+                _ => QueryResult::Error,
+            },
+            Err(Failure::Timeout) => QueryResult::Timeout,
+            Err(_) => QueryResult::Error,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, prometheus_client::encoding::EncodeLabelSet)]
+pub struct QueryResultLabels {
+    pub result: &'static str,
+}
+
+/// Sends queries with a shared concurrency bound and timeout.
+#[derive(Debug, Clone)]
+pub struct Prober {
+    limit: Arc<Semaphore>,
+    timeout: Duration,
+    counters: Option<Family<QueryResultLabels, Counter>>,
+}
+
+impl Prober {
+    pub fn new(concurrency: usize, timeout: Duration, counters: Option<Family<QueryResultLabels, Counter>>) -> Prober {
+        if let Some(c) = &counters {
+            for r in QueryResult::ALL {
+                let _ = c.get_or_create(&QueryResultLabels { result: r.as_str() });
+            }
+        }
+        Prober { limit: Arc::new(Semaphore::new(concurrency.max(1))), timeout, counters }
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Asks `server` for `name`/`rtype`: UDP first, TCP when truncated.
+    pub async fn query(&self, server: SocketAddr, name: &Name, rtype: RecordType, recursion: bool) -> ProbeResult {
+        self.query_with(server, name, rtype, recursion, false).await
+    }
+
+    /// Like [`Prober::query`], but also asks over TCP when UDP brings no answer at all
+    /// (used for the SOA probe, to tell "unreachable" from "UDP blocked").
+    pub async fn query_or_tcp(&self, server: SocketAddr, name: &Name, rtype: RecordType) -> ProbeResult {
+        self.query_with(server, name, rtype, false, true).await
+    }
+
+    async fn query_with(
+        &self,
+        server: SocketAddr,
+        name: &Name,
+        rtype: RecordType,
+        recursion: bool,
+        tcp_when_silent: bool,
+    ) -> ProbeResult {
+        let result = match self.limit.acquire().await {
+            Ok(_permit) => {
+                let msg = build_query(name, rtype, recursion);
+                let started = Instant::now();
+                let mut r = exchange_udp(server, &msg, self.timeout).await;
+                let fall_back = match &r {
+                    Ok(resp) => resp.truncated,
+                    Err(_) => tcp_when_silent,
+                };
+                if fall_back {
+                    let tcp = exchange_tcp(server, &msg, self.timeout).await;
+                    r = match (r, tcp) {
+                        (_, Ok(resp)) => Ok(resp),
+                        (Ok(udp), Err(e)) => Err(Failure::Malformed(format!(
+                            "truncated UDP answer ({} records) and no usable TCP answer: {e}",
+                            udp.answers.len()
+                        ))),
+                        (Err(udp), Err(tcp)) => {
+                            Err(if udp == tcp { udp } else { Failure::Network(format!("UDP: {udp}; TCP: {tcp}")) })
+                        }
+                    };
+                }
+                if let Ok(resp) = &mut r {
+                    resp.rtt = started.elapsed();
+                }
+                r
+            }
+            Err(_) => Err(Failure::Network("prober closed".to_string())),
+        };
+        if let Some(c) = &self.counters {
+            c.get_or_create(&QueryResultLabels { result: QueryResult::of(&result).as_str() }).inc();
+        }
+        result
+    }
+}
+
+/// A query message: one question, EDNS with [`EDNS_PAYLOAD`], RD as asked.
+pub fn build_query(name: &Name, rtype: RecordType, recursion: bool) -> Message {
+    let mut msg = Message::query();
+    msg.add_query(Query::query(name.clone(), rtype));
+    msg.metadata.recursion_desired = recursion;
+    let mut edns = Edns::new();
+    edns.set_max_payload(EDNS_PAYLOAD);
+    msg.set_edns(edns);
+    msg
+}
+
+/// Checks that `reply` answers `query`: same id, a response, the same question.
+fn matches(query: &Message, reply: &Message) -> Result<(), String> {
+    if reply.metadata.id != query.metadata.id {
+        return Err(format!("id {} instead of {}", reply.metadata.id, query.metadata.id));
+    }
+    if reply.metadata.message_type != MessageType::Response {
+        return Err("not a response (QR=0)".to_string());
+    }
+    let (Some(q), Some(r)) = (query.queries.first(), reply.queries.first()) else {
+        // a reply may omit the question only with an error rcode (e.g. FORMERR)
+        return if reply.metadata.response_code != ResponseCode::NoError {
+            Ok(())
+        } else {
+            Err("no question".to_string())
+        };
+    };
+    if q.query_type() != r.query_type() || !q.name().eq_case(r.name()) && q.name() != r.name() {
+        return Err(format!("question {} {} instead of {} {}", r.name(), r.query_type(), q.name(), q.query_type()));
+    }
+    Ok(())
+}
+
+fn response(reply: Message, tcp: bool) -> Response {
+    Response {
+        rcode: reply.metadata.response_code,
+        authoritative: reply.metadata.authoritative,
+        truncated: reply.metadata.truncation,
+        answers: reply.answers,
+        authorities: reply.authorities,
+        additionals: reply.additionals,
+        tcp,
+        rtt: Duration::ZERO,
+    }
+}
+
+fn network(e: &std::io::Error) -> Failure {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => Failure::Network("connection refused".to_string()),
+        std::io::ErrorKind::ConnectionReset => Failure::Network("connection reset".to_string()),
+        _ => Failure::Network(e.to_string()),
+    }
+}
+
+async fn exchange_udp(server: SocketAddr, query: &Message, timeout: Duration) -> ProbeResult {
+    let bytes = query.to_vec().map_err(|e| Failure::Malformed(format!("cannot encode the query: {e}")))?;
+    let bind: SocketAddr = if server.is_ipv4() { ([0u8; 4], 0).into() } else { ([0u16; 8], 0).into() };
+    let deadline = tokio::time::Instant::now() + timeout;
+    let socket = UdpSocket::bind(bind).await.map_err(|e| network(&e))?;
+    socket.connect(server).await.map_err(|e| network(&e))?;
+    socket.send(&bytes).await.map_err(|e| network(&e))?;
+    let mut buf = vec![0u8; 65_535];
+    let mut last_problem: Option<String> = None;
+    loop {
+        let n = match tokio::time::timeout_at(deadline, socket.recv(&mut buf)).await {
+            Err(_) => return Err(last_problem.map_or(Failure::Timeout, Failure::Malformed)),
+            Ok(Err(e)) => return Err(network(&e)),
+            Ok(Ok(n)) => n,
+        };
+        match Message::from_vec(&buf[..n]) {
+            Ok(reply) => match matches(query, &reply) {
+                Ok(()) => return Ok(response(reply, false)),
+                Err(why) => last_problem = Some(format!("mismatched reply ({why})")),
+            },
+            Err(e) => last_problem = Some(format!("{n} bytes that are not a DNS message ({e})")),
+        }
+    }
+}
+
+/// A failed TCP read: a reset or close is the network's doing, the rest is a broken answer.
+fn tcp_read(e: &std::io::Error, when: &str) -> Failure {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted => {
+            Failure::Network(format!("connection reset {when}"))
+        }
+        std::io::ErrorKind::UnexpectedEof => Failure::Malformed(format!("connection closed {when}")),
+        _ => Failure::Network(format!("{e} {when}")),
+    }
+}
+
+async fn exchange_tcp(server: SocketAddr, query: &Message, timeout: Duration) -> ProbeResult {
+    let bytes = query.to_vec().map_err(|e| Failure::Malformed(format!("cannot encode the query: {e}")))?;
+    let work = async {
+        let mut stream = TcpStream::connect(server).await.map_err(|e| network(&e))?;
+        let mut framed = Vec::with_capacity(bytes.len() + 2);
+        framed.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+        framed.extend_from_slice(&bytes);
+        stream.write_all(&framed).await.map_err(|e| network(&e))?;
+        let mut len = [0u8; 2];
+        stream.read_exact(&mut len).await.map_err(|e| tcp_read(&e, "before answering"))?;
+        let len = usize::from(u16::from_be_bytes(len));
+        let mut body = vec![0u8; len];
+        stream.read_exact(&mut body).await.map_err(|e| tcp_read(&e, &format!("within its {len}-byte answer")))?;
+        let reply = Message::from_vec(&body).map_err(|e| Failure::Malformed(format!("TCP answer unreadable: {e}")))?;
+        matches(query, &reply).map_err(|why| Failure::Malformed(format!("mismatched TCP reply ({why})")))?;
+        Ok(response(reply, true))
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(r) => r,
+        Err(_) => Err(Failure::Timeout),
+    }
+}
