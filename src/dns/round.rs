@@ -25,6 +25,7 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::probe::{Failure, Prober, Response};
 use super::snapshot::{HostLookup, Mx, NsName, Referral, Server, Snapshot, Soa, Standing, norm};
+use crate::config::DomainConfig;
 
 /// How a round reaches the servers.
 #[derive(Debug, Clone)]
@@ -36,6 +37,8 @@ pub struct Settings {
     /// TXT names to ask every authoritative server for, relative to the domain
     /// (`""` = the domain itself, `"_dmarc"` = `_dmarc.<domain>`).
     pub txt_names: Vec<String>,
+    /// Port of the opt-in SMTP probe of apex addresses.
+    pub smtp_probe_port: u16,
 }
 
 /// The most CNAMEs followed for one name (RFC 1034 §3.6.2 does not bound it; BIND
@@ -372,8 +375,8 @@ async fn ns_names(prober: &Prober, resolvers: &[SocketAddr], zone: &str) -> Resu
 }
 
 /// Runs discovery and the server probes for one domain.
-pub async fn snapshot(prober: &Prober, settings: &Settings, domain: &str) -> Snapshot {
-    let domain = norm(domain);
+pub async fn snapshot(prober: &Prober, settings: &Settings, config: &DomainConfig) -> Snapshot {
+    let domain = norm(&config.name);
     let resolvers = &settings.resolvers;
     let mut snap = Snapshot { domain: domain.clone(), ..Snapshot::default() };
 
@@ -538,12 +541,12 @@ pub fn is_address_literal(exchange: &str) -> bool {
 pub async fn snapshot_with_deadline(
     prober: &Prober,
     settings: &Settings,
-    domain: &str,
+    domain: &DomainConfig,
     deadline: Duration,
 ) -> Result<Snapshot, String> {
     tokio::time::timeout(deadline, snapshot(prober, settings, domain))
         .await
-        .map_err(|_| format!("the round for {domain} did not finish within {:.0}s", deadline.as_secs_f64()))
+        .map_err(|_| format!("the round for {} did not finish within {:.0}s", domain.name, deadline.as_secs_f64()))
 }
 
 #[cfg(test)]

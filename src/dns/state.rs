@@ -70,7 +70,7 @@ pub async fn run_round(
 ) -> BTreeMap<String, DomainResult> {
     let work = domains.iter().map(|d| async move {
         let started = Instant::now();
-        let r = snapshot_with_deadline(prober, settings, &d.name, deadline).await;
+        let r = snapshot_with_deadline(prober, settings, d, deadline).await;
         let duration_seconds = started.elapsed().as_secs_f64();
         let result = match r {
             Ok(snap) => DomainResult {
