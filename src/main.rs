@@ -19,6 +19,7 @@ fn load_config(path: Option<&std::path::Path>) -> Result<Config, ConfigError> {
 
 fn main() -> ExitCode {
     process::mark_start();
+    process::limit_malloc_arenas();
     let cli = Cli::parse();
     match cli.command {
         None => run_serve(cli.serve),

@@ -17,6 +17,17 @@ pub fn mark_start() {
     START.get_or_init(now_seconds);
 }
 
+/// Caps glibc's malloc arenas at two. With one arena per thread (glibc's default of
+/// up to 8 per core) a sidecar's resident memory grows by several MiB of half-empty
+/// arenas for no gain; our threads allocate little and briefly.
+pub fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning; called before threads start.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 fn now_seconds() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }

@@ -27,6 +27,8 @@ use tokio::sync::Semaphore;
 
 /// The EDNS UDP payload size we advertise.
 pub const EDNS_PAYLOAD: u16 = 1232;
+/// Receive buffer for UDP replies: room for servers that ignore the advertised size.
+const UDP_BUFFER: usize = 4096;
 
 /// A server's answer, as sent.
 #[derive(Debug, Clone)]
@@ -112,6 +114,7 @@ pub struct QueryResultLabels {
 #[derive(Debug, Clone)]
 pub struct Prober {
     limit: Arc<Semaphore>,
+    concurrency: usize,
     timeout: Duration,
     counters: Option<Family<QueryResultLabels, Counter>>,
 }
@@ -123,11 +126,16 @@ impl Prober {
                 let _ = c.get_or_create(&QueryResultLabels { result: r.as_str() });
             }
         }
-        Prober { limit: Arc::new(Semaphore::new(concurrency.max(1))), timeout, counters }
+        Prober { limit: Arc::new(Semaphore::new(concurrency.max(1))), concurrency, timeout, counters }
     }
 
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// Queries allowed in flight at once.
+    pub fn concurrency(&self) -> usize {
+        self.concurrency
     }
 
     /// Asks `server` for `name`/`rtype`: UDP first, TCP when truncated.
@@ -246,7 +254,9 @@ async fn exchange_udp(server: SocketAddr, query: &Message, timeout: Duration) ->
     let socket = UdpSocket::bind(bind).await.map_err(|e| network(&e))?;
     socket.connect(server).await.map_err(|e| network(&e))?;
     socket.send(&bytes).await.map_err(|e| network(&e))?;
-    let mut buf = vec![0u8; 65_535];
+    // We advertise 1232 bytes; a datagram longer than this buffer is cut by the
+    // kernel and then fails to parse, which is what an oversized reply deserves.
+    let mut buf = vec![0u8; UDP_BUFFER];
     let mut last_problem: Option<String> = None;
     loop {
         let n = match tokio::time::timeout_at(deadline, socket.recv(&mut buf)).await {

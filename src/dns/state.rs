@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use futures_util::future::join_all;
+use futures_util::StreamExt;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
@@ -61,38 +61,48 @@ pub fn round_deadline(timeout: Duration, interval: Duration) -> Duration {
     (timeout * 20).max(Duration::from_secs(10)).min(interval.max(Duration::from_secs(1)))
 }
 
-/// Runs one round for every domain at once.
+async fn round_one(
+    prober: &Prober,
+    settings: &Settings,
+    d: DomainConfig,
+    deadline: Duration,
+) -> (String, DomainResult) {
+    let started = Instant::now();
+    let r = snapshot_with_deadline(prober, settings, &d, deadline).await;
+    let duration_seconds = started.elapsed().as_secs_f64();
+    let result = match r {
+        Ok(snap) => DomainResult {
+            domain: d.name.clone(),
+            checks: checks::evaluate(&snap, &d),
+            snapshot: Some(snap),
+            error: None,
+            finished_at: Some(now()),
+            duration_seconds,
+        },
+        Err(e) => DomainResult {
+            domain: d.name.clone(),
+            snapshot: None,
+            checks: Vec::new(),
+            error: Some(e),
+            finished_at: None,
+            duration_seconds,
+        },
+    };
+    (d.name, result)
+}
+
+/// Runs one round for every domain, a bounded number at a time.
 pub async fn run_round(
     prober: &Prober,
     settings: &Settings,
     domains: &[DomainConfig],
     deadline: Duration,
 ) -> BTreeMap<String, DomainResult> {
-    let work = domains.iter().map(|d| async move {
-        let started = Instant::now();
-        let r = snapshot_with_deadline(prober, settings, d, deadline).await;
-        let duration_seconds = started.elapsed().as_secs_f64();
-        let result = match r {
-            Ok(snap) => DomainResult {
-                domain: d.name.clone(),
-                checks: checks::evaluate(&snap, d),
-                snapshot: Some(snap),
-                error: None,
-                finished_at: Some(now()),
-                duration_seconds,
-            },
-            Err(e) => DomainResult {
-                domain: d.name.clone(),
-                snapshot: None,
-                checks: Vec::new(),
-                error: Some(e),
-                finished_at: None,
-                duration_seconds,
-            },
-        };
-        (d.name.clone(), result)
-    });
-    join_all(work).await.into_iter().collect()
+    let work = domains.iter().cloned().map(|d| round_one(prober, settings, d, deadline));
+    // a bounded number of domains in flight keeps memory flat for large configurations;
+    // the prober's semaphore bounds the queries themselves
+    let in_flight = prober.concurrency().max(1);
+    futures_util::stream::iter(work).buffer_unordered(in_flight).collect::<Vec<_>>().await.into_iter().collect()
 }
 
 /// The domains, the latest results, and readiness.
@@ -330,16 +340,25 @@ pub struct DnsCollector {
     pub state: Arc<DnsState>,
 }
 
-type Labels = Vec<(&'static str, String)>;
-
-fn gauges(encoder: &mut DescriptorEncoder, name: &str, help: &str, samples: &[(Labels, f64)]) -> std::fmt::Result {
-    if samples.is_empty() {
-        return Ok(());
-    }
-    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    for (labels, v) in samples {
-        let e = family.encode_family(labels)?;
-        ConstGauge::new(*v).encode(e)?;
+/// Writes one gauge family: the descriptor, then `samples` calls `emit(labels, value)`
+/// for each sample. Label sets are arrays of borrowed strings: nothing is copied.
+fn family<'a>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    results: &'a BTreeMap<String, DomainResult>,
+    mut samples: impl FnMut(
+        &'a str,
+        &'a DomainResult,
+        &mut dyn FnMut(&[(&str, &str)], f64) -> std::fmt::Result,
+    ) -> std::fmt::Result,
+) -> std::fmt::Result {
+    let mut f = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (domain, r) in results {
+        samples(domain, r, &mut |labels, v| {
+            let e = f.encode_family(&labels)?;
+            ConstGauge::new(v).encode(e)
+        })?;
     }
     Ok(())
 }
@@ -347,106 +366,130 @@ fn gauges(encoder: &mut DescriptorEncoder, name: &str, help: &str, samples: &[(L
 impl Collector for DnsCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let results = self.state.results();
-        let mut failed = Vec::new();
-        let mut up = Vec::new();
-        let mut rtt = Vec::new();
-        let mut serial = Vec::new();
-        let mut behind = Vec::new();
-        let mut mx_info = Vec::new();
-        let mut apex_info = Vec::new();
-        let mut last = Vec::new();
-        let mut duration = Vec::new();
-        for (domain, r) in results.iter() {
-            for c in &r.checks {
-                let labels = vec![
-                    ("domain", domain.clone()),
-                    ("check", c.check.to_string()),
-                    ("severity", c.severity.as_str().to_string()),
-                ];
-                failed.push((labels, if c.failed { 1.0 } else { 0.0 }));
-            }
-            if let Some(t) = r.finished_at {
-                last.push((vec![("domain", domain.clone())], t));
-            }
-            duration.push((vec![("domain", domain.clone())], r.duration_seconds));
-            let Some(s) = &r.snapshot else { continue };
-            let serials: Vec<u32> = s.up().filter_map(|x| x.soa.as_ref().map(|soa| soa.serial)).collect();
-            let top = checks::soa::highest_serial(&serials);
-            for x in &s.servers {
-                let labels = vec![
-                    ("domain", domain.clone()),
-                    ("nameserver", x.name.clone()),
-                    ("address", x.address.to_string()),
-                ];
-                up.push((labels.clone(), if x.is_up() { 1.0 } else { 0.0 }));
-                if let Some(t) = x.rtt_seconds {
-                    rtt.push((labels.clone(), t));
-                }
-                if let (true, Some(soa), Some(top)) = (x.is_up(), &x.soa, top) {
-                    serial.push((labels.clone(), f64::from(soa.serial)));
-                    behind.push((labels, f64::from(checks::soa::serial_behind(top, soa.serial))));
-                }
-            }
-            for m in s.mx_union() {
-                mx_info.push((
-                    vec![
-                        ("domain", domain.clone()),
-                        ("exchange", m.exchange.clone()),
-                        ("preference", m.preference.to_string()),
-                    ],
-                    1.0,
-                ));
-            }
-            let mx_addrs = s.mx_addresses();
-            for a in s.apex_union() {
-                apex_info.push((
-                    vec![
-                        ("domain", domain.clone()),
-                        ("address", a.to_string()),
-                        ("served_by_mx", mx_addrs.contains(&a).to_string()),
-                    ],
-                    1.0,
-                ));
-            }
+        if results.is_empty() {
+            return Ok(());
         }
-        gauges(
+        let r = &*results;
+        let mut addr = String::with_capacity(48);
+        family(
             &mut encoder,
             "mailroute_dns_check_failed",
             "1 when the check fails, 0 when it passes, for every check evaluated in the last round",
-            &failed,
+            r,
+            |d, r, emit| {
+                for c in &r.checks {
+                    emit(
+                        &[("domain", d), ("check", c.check), ("severity", c.severity.as_str())],
+                        if c.failed { 1.0 } else { 0.0 },
+                    )?;
+                }
+                Ok(())
+            },
         )?;
-        gauges(
-            &mut encoder,
+        let servers = |name: &'static str,
+                       help: &'static str,
+                       value: fn(&super::snapshot::Server, Option<u32>) -> Option<f64>,
+                       encoder: &mut DescriptorEncoder,
+                       addr: &mut String| {
+            family(encoder, name, help, r, |d, r, emit| {
+                let Some(s) = &r.snapshot else { return Ok(()) };
+                let serials: Vec<u32> = s.up().filter_map(|x| x.soa.as_ref().map(|soa| soa.serial)).collect();
+                let top = checks::soa::highest_serial(&serials);
+                for x in &s.servers {
+                    let Some(v) = value(x, top) else { continue };
+                    addr.clear();
+                    let _ = write!(addr, "{}", x.address);
+                    emit(&[("domain", d), ("nameserver", x.name.as_str()), ("address", addr.as_str())], v)?;
+                }
+                Ok(())
+            })
+        };
+        servers(
             "mailroute_dns_nameserver_up",
             "1 when the server answered the SOA query authoritatively (AA, NOERROR)",
-            &up,
-        )?;
-        gauges(&mut encoder, "mailroute_dns_nameserver_rtt_seconds", "Round-trip time of the SOA query", &rtt)?;
-        gauges(&mut encoder, "mailroute_dns_soa_serial", "SOA serial served", &serial)?;
-        gauges(
+            |x, _| Some(if x.is_up() { 1.0 } else { 0.0 }),
             &mut encoder,
+            &mut addr,
+        )?;
+        servers(
+            "mailroute_dns_nameserver_rtt_seconds",
+            "Round-trip time of the SOA query",
+            |x, _| x.rtt_seconds,
+            &mut encoder,
+            &mut addr,
+        )?;
+        servers(
+            "mailroute_dns_soa_serial",
+            "SOA serial served",
+            |x, _| x.soa.as_ref().filter(|_| x.is_up()).map(|s| f64::from(s.serial)),
+            &mut encoder,
+            &mut addr,
+        )?;
+        servers(
             "mailroute_dns_soa_serial_behind",
             "RFC 1982 distance below the highest serial seen (0 = in sync)",
-            &behind,
+            |x, top| {
+                let (soa, top) = (x.soa.as_ref().filter(|_| x.is_up())?, top?);
+                Some(f64::from(checks::soa::serial_behind(top, soa.serial)))
+            },
+            &mut encoder,
+            &mut addr,
         )?;
-        gauges(&mut encoder, "mailroute_dns_mx_info", "MX records served (union over the servers)", &mx_info)?;
-        gauges(
+        let mut pref = String::with_capacity(8);
+        family(
+            &mut encoder,
+            "mailroute_dns_mx_info",
+            "MX records served (union over the servers)",
+            r,
+            |d, r, emit| {
+                let Some(s) = &r.snapshot else { return Ok(()) };
+                for m in s.mx_union() {
+                    pref.clear();
+                    let _ = write!(pref, "{}", m.preference);
+                    emit(&[("domain", d), ("exchange", m.exchange.as_str()), ("preference", pref.as_str())], 1.0)?;
+                }
+                Ok(())
+            },
+        )?;
+        family(
             &mut encoder,
             "mailroute_dns_apex_address_info",
             "Apex A/AAAA addresses, and whether an MX exchange has the same address",
-            &apex_info,
+            r,
+            |d, r, emit| {
+                let Some(s) = &r.snapshot else { return Ok(()) };
+                let mx = s.mx_addresses();
+                for a in s.apex_union() {
+                    addr.clear();
+                    let _ = write!(addr, "{a}");
+                    emit(
+                        &[
+                            ("domain", d),
+                            ("address", addr.as_str()),
+                            ("served_by_mx", if mx.contains(&a) { "true" } else { "false" }),
+                        ],
+                        1.0,
+                    )?;
+                }
+                Ok(())
+            },
         )?;
-        gauges(
+        family(
             &mut encoder,
             "mailroute_dns_last_check_timestamp_seconds",
             "Unix time at which the last complete round for the domain ended",
-            &last,
+            r,
+            |d, r, emit| match r.finished_at {
+                Some(t) => emit(&[("domain", d)], t),
+                None => Ok(()),
+            },
         )?;
-        gauges(
+        family(
             &mut encoder,
             "mailroute_dns_check_duration_seconds",
             "Duration of the last round for the domain",
-            &duration,
+            r,
+            |d, r, emit| emit(&[("domain", d)], r.duration_seconds),
         )?;
         Ok(())
     }

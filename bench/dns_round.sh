@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# DNS round benchmark: N domains (default 1000) x 3 authoritative servers (NSD, Knot,
+# BIND) of the bench lab, concurrency 64. Prints the first round's duration, the
+# exporter's peak RSS, and how long /metrics takes to render with N domains.
+#
+#   bench/dns_round.sh [N]
+#
+# Targets (issue 3): round <= 10 s, RSS <= 48 MiB, /metrics <= 20 ms.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-1000}
+BIN=target/release/mailroute_exporter
+[ -x "$BIN" ] || cargo build --release --locked
+WORK=$(mktemp -d)
+cleanup() {
+  [ -n "${PID:-}" ] && kill "$PID" 2>/dev/null || true
+  lab/dns/bench.sh stop >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+env_out=$(lab/dns/bench.sh start "$N")
+resolver=$(printf '%s\n' "$env_out" | sed -n 's/^BENCH_RESOLVER=//p')
+port=$(printf '%s\n' "$env_out" | sed -n 's/^BENCH_PORT=//p')
+domains=$(printf '%s\n' "$env_out" | sed -n 's/^BENCH_DOMAINS=//p')
+{
+  printf '[dns]\nresolvers = ["%s"]\nport = %s\ntimeout = "2s"\nconcurrency = 64\ninterval = "1h"\n' "$resolver" "$port"
+  while read -r d; do printf '\n[[dns.domain]]\nname = "%s"\n' "$d"; done < "$domains"
+} > "$WORK/config.toml"
+: > "$WORK/mail.log"
+
+${PREFIX_ENV:-} "$BIN" serve --config.file="$WORK/config.toml" --maillog.path="$WORK/mail.log" \
+  --web.listen-address=127.0.0.1:0 2> "$WORK/stderr" &
+PID=$!
+addr=""
+for _ in $(seq 1 100); do
+  addr=$(sed -n 's/.*msg=listening address=\([^ ]*\).*/\1/p' "$WORK/stderr" | head -1)
+  [ -n "$addr" ] && break
+  sleep 0.1
+done
+[ -n "$addr" ] || { cat "$WORK/stderr"; exit 1; }
+peak=0
+for _ in $(seq 1 1200); do
+  rss=$(awk '/VmRSS/ {print $2}' "/proc/$PID/status")
+  [ "$rss" -gt "$peak" ] && peak=$rss
+  grep -q "DNS round finished" "$WORK/stderr" && break
+  sleep 0.05
+done
+round=$(sed -n 's/.*msg="DNS round finished".* seconds=\([0-9.]*\).*/\1/p' "$WORK/stderr" | head -1)
+failing=$(sed -n 's/.*msg="DNS round finished".*failing_checks=\([0-9]*\).*/\1/p' "$WORK/stderr" | head -1)
+best=999
+for _ in 1 2 3 4 5; do
+  t=$(curl -s -o "$WORK/metrics" -w '%{time_total}' "http://$addr/metrics")
+  best=$(python3 -c "print(min($best, $t))")
+  rss=$(awk '/VmRSS/ {print $2}' "/proc/$PID/status")
+  [ "$rss" -gt "$peak" ] && peak=$rss
+done
+series=$(grep -c '^mailroute_dns' "$WORK/metrics")
+printf 'domains: %s x 3 servers, concurrency 64\n' "$N"
+printf 'first round: %s s (failing checks: %s)\n' "$round" "$failing"
+printf 'peak RSS: %.1f MiB\n' "$(python3 -c "print($peak/1024)")"
+printf '/metrics: %.1f ms for %s mailroute_dns series (best of 5, over HTTP)\n' "$(python3 -c "print($best*1000)")" "$series"
