@@ -63,6 +63,16 @@ pub async fn run(config: Config) -> Result<(), String> {
             .map_err(|e| format!("cannot start the reader for {path}: {e}"))?;
         sources.push(handle);
     }
+    if config.maillog.journal {
+        let handle = crate::maillog::journal::spawn(mail.clone(), stop.clone())
+            .map_err(|e| format!("cannot follow the journal: {e}"))?;
+        sources.push(handle);
+    }
+    for listen in &config.maillog.syslog_listen {
+        let handle = crate::maillog::syslog::spawn(listen, mail.clone(), stop.clone())
+            .map_err(|e| format!("cannot listen for syslog on {}://{}: {e}", if listen.tcp { "tcp" } else { "udp" }, listen.addr))?;
+        sources.push(handle);
+    }
     let listener = bind(&config.web.listen_address)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.web.listen_address.text))?;

@@ -12,11 +12,13 @@
 
 pub mod envelope;
 pub mod exim;
+pub mod journal;
 pub mod postfix;
 pub mod processor;
 pub mod reason;
 pub mod sendmail;
 pub mod source;
+pub mod syslog;
 pub mod tail;
 
 use std::fmt;
