@@ -5,16 +5,22 @@
 //! - [`probe`]: one query to one server (RD=0, EDNS, TCP on truncation, timeout);
 //! - [`round`]: discovery through the resolvers and the per-server questions;
 //! - [`snapshot`]: the plain data a round produces;
+//! - [`policy`]: what the mail policy checks need beyond the servers' answers;
+//! - [`records`]: parsers for SPF, DMARC, DKIM, MTA-STS and TLS-RPT records;
 //! - [`checks`]: one pure function per check, grouped by subject;
 //! - [`state`]: the latest results, the scheduler, and their metrics.
 
 pub mod checks;
+pub mod policy;
 pub mod probe;
+pub mod records;
 pub mod round;
 pub mod snapshot;
 pub mod state;
 
 pub use state::DnsState;
+
+use crate::config;
 
 /// The resolvers of `/etc/resolv.conf` (`nameserver` lines), port 53.
 pub fn system_resolvers() -> Vec<std::net::SocketAddr> {
@@ -35,13 +41,42 @@ pub fn parse_resolv_conf(text: &str) -> Vec<std::net::SocketAddr> {
 }
 
 /// TXT names every authoritative server is asked for, relative to the domain, for
-/// the mail policy checks (empty until those checks exist).
+/// the mail policy checks: the domain itself (SPF), `_dmarc` (RFC 7489 §6.1),
+/// `_mta-sts` (RFC 8461 §3.1) and `_smtp._tls` (RFC 8460 §3).
 pub fn policy_txt_names() -> Vec<String> {
-    Vec::new()
+    ["", "_dmarc", "_mta-sts", "_smtp._tls"].map(str::to_string).to_vec()
+}
+
+/// The TXT names a round asks for one domain: the policy names, `extra` (the
+/// round's [`round::Settings::txt_names`]), and `<selector>._domainkey` for each
+/// of the domain's DKIM selectors (RFC 6376 §3.6.2.1), without repeats.
+pub fn domain_txt_names(extra: &[String], config: &config::DomainConfig) -> Vec<String> {
+    let mut names = policy_txt_names();
+    let selectors = config.dkim_selectors.iter().map(|s| format!("{}._domainkey", s.to_ascii_lowercase()));
+    for n in extra.iter().cloned().chain(selectors) {
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    names
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn txt_names_per_domain() {
+        let d = super::config::DomainConfig {
+            name: "example.test".into(),
+            dkim_selectors: vec!["default".into(), "S2".into()],
+            expected_mx: None,
+            smtp_probe: false,
+        };
+        assert_eq!(
+            super::domain_txt_names(&["".into(), "_dmarc".into(), "_extra".into()], &d),
+            vec!["", "_dmarc", "_mta-sts", "_smtp._tls", "_extra", "default._domainkey", "s2._domainkey"]
+        );
+    }
+
     #[test]
     fn resolv_conf() {
         let r = super::parse_resolv_conf(

@@ -13,7 +13,8 @@
 //! Then each address of each name server is asked, with RD=0, for the zone's SOA
 //! and NS and the domain's MX, A and AAAA (and the TXT names the policy checks
 //! read). MX exchanges are resolved the way a sender would: through the resolvers,
-//! CNAMEs followed.
+//! CNAMEs followed. Last, [`super::policy::gather`] collects what the mail policy
+//! checks need beyond that (SPF expansion, reverse DNS, the SMTP probe).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -35,7 +36,9 @@ pub struct Settings {
     /// Port of the authoritative servers.
     pub port: u16,
     /// TXT names to ask every authoritative server for, relative to the domain
-    /// (`""` = the domain itself, `"_dmarc"` = `_dmarc.<domain>`).
+    /// (`""` = the domain itself, `"_dmarc"` = `_dmarc.<domain>`), for every domain.
+    /// A round adds the policy names and the domain's DKIM selectors
+    /// ([`crate::dns::domain_txt_names`]).
     pub txt_names: Vec<String>,
     /// Port of the opt-in SMTP probe of apex addresses.
     pub smtp_probe_port: u16,
@@ -178,6 +181,7 @@ struct Answers {
     mx: Option<BTreeSet<Mx>>,
     apex: Option<BTreeSet<IpAddr>>,
     txt: BTreeMap<String, Option<Vec<String>>>,
+    txt_cname: BTreeMap<String, String>,
 }
 
 fn records_at<'a>(resp: &'a Response, at: &'a str) -> impl Iterator<Item = &'a RData> + 'a {
@@ -210,6 +214,7 @@ async fn ask_server(prober: &Prober, addr: SocketAddr, zone: &str, domain: &str,
             mx: None,
             apex: None,
             txt: BTreeMap::new(),
+            txt_cname: BTreeMap::new(),
         };
     };
     let txt_queries = txt_names.iter().map(|rel| {
@@ -227,7 +232,13 @@ async fn ask_server(prober: &Prober, addr: SocketAddr, zone: &str, domain: &str,
                     })
                     .collect::<Vec<_>>()
             });
-            (full, value)
+            let cname = usable(&r).and_then(|resp| {
+                records_at(resp, &full).find_map(|d| match d {
+                    RData::CNAME(c) => Some(norm(&c.0.to_ascii())),
+                    _ => None,
+                })
+            });
+            (full, value, cname)
         }
     });
     let (soa, ns, mx, a, aaaa, txts) = tokio::join!(
@@ -304,7 +315,9 @@ async fn ask_server(prober: &Prober, addr: SocketAddr, zone: &str, domain: &str,
             Some(set)
         }
     };
-    Answers { standing, rtt, soa: soa_data, ns, mx, apex, txt: txts.into_iter().collect() }
+    let txt_cname = txts.iter().filter_map(|(n, _, c)| c.clone().map(|c| (n.clone(), c))).collect();
+    let txt = txts.into_iter().map(|(n, v, _)| (n, v)).collect();
+    Answers { standing, rtt, soa: soa_data, ns, mx, apex, txt, txt_cname }
 }
 
 /// The parent's referral for `zone`, from the first parent server that gives one.
@@ -378,6 +391,8 @@ async fn ns_names(prober: &Prober, resolvers: &[SocketAddr], zone: &str) -> Resu
 pub async fn snapshot(prober: &Prober, settings: &Settings, config: &DomainConfig) -> Snapshot {
     let domain = norm(&config.name);
     let resolvers = &settings.resolvers;
+    let txt_names = super::domain_txt_names(&settings.txt_names, config);
+    let txt_names = &txt_names;
     let mut snap = Snapshot { domain: domain.clone(), ..Snapshot::default() };
 
     // 1. the zone holding the domain
@@ -453,9 +468,7 @@ pub async fn snapshot(prober: &Prober, settings: &Settings, config: &DomainConfi
         let asks = addresses.iter().map(|&a| {
             let zone = zone.clone();
             let domain = domain.clone();
-            async move {
-                (a, ask_server(prober, SocketAddr::new(a, settings.port), &zone, &domain, &settings.txt_names).await)
-            }
+            async move { (a, ask_server(prober, SocketAddr::new(a, settings.port), &zone, &domain, txt_names).await) }
         });
         asked.extend(join_all(asks).await);
         // names the servers serve that neither the parent nor the resolvers named
@@ -486,6 +499,7 @@ pub async fn snapshot(prober: &Prober, settings: &Settings, config: &DomainConfi
                 mx: ans.mx.clone(),
                 apex: ans.apex.clone(),
                 txt: ans.txt.clone(),
+                txt_cname: ans.txt_cname.clone(),
             });
         }
     }
@@ -503,6 +517,9 @@ pub async fn snapshot(prober: &Prober, settings: &Settings, config: &DomainConfi
         .collect();
     let lookups = exchanges.iter().map(|e| async move { (e.clone(), lookup_host(prober, resolvers, e).await) });
     snap.mx_hosts = join_all(lookups).await.into_iter().collect();
+
+    // what the mail policy checks need beyond the servers' TXT answers
+    super::policy::gather(prober, settings, &mut snap, config).await;
     snap
 }
 

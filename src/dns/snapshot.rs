@@ -62,6 +62,11 @@ pub struct Server {
     /// TXT records at names the policy checks read (the domain, `_dmarc.…`, …),
     /// each record's strings joined; name → records. Filled by the policy probes.
     pub txt: BTreeMap<String, Option<Vec<String>>>,
+    /// Policy names this server answers with a CNAME (name → target): the records
+    /// are then those of the target, read through the resolvers
+    /// ([`Policy::via_cname`]). DKIM selectors delegated to a mail provider look
+    /// like this.
+    pub txt_cname: BTreeMap<String, String>,
 }
 
 impl Server {
@@ -128,6 +133,8 @@ pub struct Snapshot {
     pub mx_hosts: BTreeMap<String, HostLookup>,
     /// Problems met while discovering, in words.
     pub notes: Vec<String>,
+    /// What the mail policy checks need beyond the servers' TXT answers.
+    pub policy: Policy,
 }
 
 impl Snapshot {
@@ -162,6 +169,112 @@ impl Snapshot {
     pub fn mx_addresses(&self) -> BTreeSet<IpAddr> {
         self.mx_hosts.values().flat_map(|h| h.addresses.iter().copied()).collect()
     }
+
+    /// The addresses mail for the domain is delivered to: the MX exchanges'
+    /// addresses, or, when the domain has no MX at all, the apex addresses (the
+    /// implicit MX of RFC 5321 §5.1). Empty for a null MX.
+    pub fn mail_addresses(&self) -> BTreeSet<IpAddr> {
+        if self.mx_union().is_empty() { self.apex_union() } else { self.mx_addresses() }
+    }
+
+    /// The TXT records at `name` (absolute) as each server that is up serves them:
+    /// its own records, or those reached through the CNAME it serves. Servers whose
+    /// answer is unknown are left out.
+    pub fn txt_at(&self, name: &str) -> Vec<(&Server, Vec<String>)> {
+        self.up()
+            .filter_map(|x| {
+                if x.txt_cname.contains_key(name) {
+                    match self.policy.via_cname.get(name) {
+                        Some(Lookup::Found(records)) => Some((x, records.clone())),
+                        Some(Lookup::Void { .. }) => Some((x, Vec::new())),
+                        Some(Lookup::Failed(_)) | None => None,
+                    }
+                } else {
+                    x.txt.get(name).and_then(|r| r.clone()).map(|r| (x, r))
+                }
+            })
+            .collect()
+    }
+}
+
+/// One lookup through the resolvers for the policy checks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", content = "data", rename_all = "snake_case")]
+pub enum Lookup<T> {
+    /// Records of the type asked, CNAMEs followed.
+    Found(T),
+    /// NXDOMAIN, or NOERROR without a record of the type: what RFC 7208 §4.6.4
+    /// calls a void lookup.
+    Void { nxdomain: bool },
+    /// No usable answer (timeout, SERVFAIL, a CNAME loop, …).
+    Failed(String),
+}
+
+/// How a void lookup is described in messages.
+pub fn void_text(nxdomain: bool) -> &'static str {
+    if nxdomain { "NXDOMAIN" } else { "no records" }
+}
+
+/// The answers an SPF policy's expansion needed: `include` and `redirect` targets'
+/// TXT records, `a` and `exists` targets' addresses, `mx` targets' exchanges. The
+/// checks replay the expansion over these ([`crate::dns::records::spf::walk`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SpfLookups {
+    pub txt: BTreeMap<String, Lookup<Vec<String>>>,
+    pub addresses: BTreeMap<String, Lookup<Vec<IpAddr>>>,
+    pub mx: BTreeMap<String, Lookup<Vec<String>>>,
+    /// Why gathering stopped before every answer was in (time or query budget).
+    pub stopped: Option<String>,
+}
+
+/// The reverse DNS of one mail host address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReverseLookup {
+    /// The PTR names.
+    pub ptr: Lookup<Vec<String>>,
+    /// Each PTR name (the first ten) and its addresses.
+    pub forward: BTreeMap<String, HostLookup>,
+}
+
+/// What an SMTP connection to an apex address saw.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum SmtpOutcome {
+    /// The server greeted: the reply code and the first line.
+    Greeting {
+        code: u16,
+        text: String,
+    },
+    Refused,
+    Timeout,
+    /// Connected, then closed before a greeting.
+    Closed,
+    /// Something else (unreachable network, a line that is not an SMTP reply, …).
+    Error {
+        detail: String,
+    },
+}
+
+/// One SMTP probe of one apex address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SmtpProbe {
+    pub port: u16,
+    pub outcome: SmtpOutcome,
+}
+
+/// What the mail policy checks need beyond the servers' own TXT answers; gathered
+/// by [`crate::dns::policy`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Policy {
+    pub spf: SpfLookups,
+    /// TXT records at policy names that a server serves as a CNAME, read through
+    /// the resolvers with the CNAMEs followed.
+    pub via_cname: BTreeMap<String, Lookup<Vec<String>>>,
+    /// Reverse DNS of each mail host address.
+    pub reverse: BTreeMap<IpAddr, ReverseLookup>,
+    /// SMTP probes of the apex addresses that are not MX addresses; `None` when
+    /// the domain's `smtp_probe` is off.
+    pub smtp: Option<BTreeMap<IpAddr, SmtpProbe>>,
 }
 
 /// Lowercase, no trailing dot: how names are kept in a snapshot (the root is `.`).

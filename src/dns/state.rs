@@ -476,6 +476,16 @@ impl Collector for DnsCollector {
         )?;
         family(
             &mut encoder,
+            "mailroute_dns_spf_lookups",
+            "DNS-querying terms an evaluation of the domain's SPF policy needs (RFC 7208 section 4.6.4 allows 10)",
+            r,
+            |d, r, emit| match r.snapshot.as_ref().and_then(checks::spf::lookup_count) {
+                Some(n) => emit(&[("domain", d)], n as f64),
+                None => Ok(()),
+            },
+        )?;
+        family(
+            &mut encoder,
             "mailroute_dns_last_check_timestamp_seconds",
             "Unix time at which the last complete round for the domain ended",
             r,

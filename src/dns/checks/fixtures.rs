@@ -4,7 +4,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use crate::config::DomainConfig;
-use crate::dns::snapshot::{HostLookup, Mx, NsName, Referral, Server, Snapshot, Soa, Standing};
+use crate::dns::snapshot::{
+    HostLookup, Lookup, Mx, NsName, Policy, Referral, ReverseLookup, Server, Snapshot, Soa, SpfLookups, Standing,
+};
 
 pub fn ip(s: &str) -> IpAddr {
     s.parse().expect("test address")
@@ -40,7 +42,49 @@ fn server(name: &str, addr: &str) -> Server {
         ns: Some(["ns1.example.test".to_string(), "ns2.example.test".to_string()].into()),
         mx: Some([mx(10, "mx.example.test")].into()),
         apex: Some([ip("192.0.2.10")].into()),
-        txt: BTreeMap::new(),
+        txt: [
+            ("example.test".to_string(), Some(vec!["v=spf1 mx -all".to_string()])),
+            (
+                "_dmarc.example.test".to_string(),
+                Some(vec!["v=DMARC1; p=reject; rua=mailto:dmarc@example.test".to_string()]),
+            ),
+            ("_mta-sts.example.test".to_string(), Some(vec![])),
+            ("_smtp._tls.example.test".to_string(), Some(vec![])),
+        ]
+        .into(),
+        txt_cname: BTreeMap::new(),
+    }
+}
+
+/// The good policy data: `mx` of the SPF record resolves, the MX address has a PTR
+/// that resolves back.
+pub fn good_policy() -> Policy {
+    Policy {
+        spf: SpfLookups {
+            mx: [("example.test".to_string(), Lookup::Found(vec!["mx.example.test".to_string()]))].into(),
+            ..Default::default()
+        },
+        via_cname: BTreeMap::new(),
+        reverse: [(
+            ip("192.0.2.10"),
+            ReverseLookup {
+                ptr: Lookup::Found(vec!["mx.example.test".to_string()]),
+                forward: [(
+                    "mx.example.test".to_string(),
+                    HostLookup { addresses: [ip("192.0.2.10")].into(), ..Default::default() },
+                )]
+                .into(),
+            },
+        )]
+        .into(),
+        smtp: None,
+    }
+}
+
+/// Sets the TXT records every server serves at `name`.
+pub fn set_txt(s: &mut Snapshot, name: &str, records: &[&str]) {
+    for x in &mut s.servers {
+        x.txt.insert(name.to_string(), Some(records.iter().map(|r| r.to_string()).collect()));
     }
 }
 
@@ -73,5 +117,6 @@ pub fn good() -> Snapshot {
         )]
         .into(),
         notes: vec![],
+        policy: good_policy(),
     }
 }

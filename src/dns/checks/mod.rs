@@ -13,8 +13,15 @@
 
 pub mod apex;
 pub mod delegation;
+pub mod dkim;
+pub mod dmarc;
 pub mod mx;
+pub mod reverse;
+pub mod served;
+pub mod smtp;
 pub mod soa;
+pub mod spf;
+pub mod sts;
 
 use serde::Serialize;
 
@@ -152,6 +159,50 @@ pub const CATALOGUE: &[Check] = &[
     check!(mx::null_mx_conflict, Warning, "null MX beside other MX, or with non-zero preference", "RFC 7505 §3"),
     check!(apex::apex_mx_mismatch, Warning, "the apex has A/AAAA addresses that no MX exchange has", "RFC 5321 §5.1"),
     check!(apex::apex_address_mismatch, Warning, "servers disagree on the apex A/AAAA", "RFC 2181 §5"),
+    check!(
+        smtp::apex_smtp_listening,
+        Warning,
+        "(smtp_probe) an apex address that is not an MX accepts SMTP",
+        "RFC 5321 §5.1"
+    ),
+    check!(
+        reverse::mx_reverse_dns_mismatch,
+        Info,
+        "an MX address has no PTR that resolves back to it",
+        "RFC 1912 §2.1"
+    ),
+    check!(spf::spf_missing, Info, "no v=spf1 TXT record at the domain", "RFC 7208 §3.2, §4.5"),
+    check!(spf::spf_multiple, Warning, "a server serves more than one v=spf1 record", "RFC 7208 §3.2, §4.5"),
+    check!(
+        spf::spf_invalid,
+        Warning,
+        "the SPF record or one it includes does not parse, an include or redirect has no record, or servers disagree on the record",
+        "RFC 7208 §4.6, §5, §12"
+    ),
+    check!(
+        spf::spf_lookup_limit,
+        Warning,
+        "more than 10 DNS-querying terms (an include loop; an mx term with more than 10 exchanges)",
+        "RFC 7208 §4.6.4"
+    ),
+    check!(spf::spf_void_lookup_limit, Warning, "more than 2 void lookups", "RFC 7208 §4.6.4"),
+    check!(dmarc::dmarc_missing, Warning, "no v=DMARC1 record at _dmarc", "RFC 7489 §6.1, §6.6.3"),
+    check!(dmarc::dmarc_multiple, Warning, "a server serves more than one DMARC record", "RFC 7489 §6.6.3"),
+    check!(
+        dmarc::dmarc_invalid,
+        Warning,
+        "the DMARC record has invalid or missing tags, or servers disagree on it",
+        "RFC 7489 §6.3, §6.4"
+    ),
+    check!(dmarc::dmarc_policy_none, Info, "the policy receivers apply is p=none", "RFC 7489 §6.3, §6.6.3"),
+    check!(
+        dkim::dkim_key_missing,
+        Warning,
+        "a configured selector has no valid v=DKIM1 key on some server",
+        "RFC 6376 §3.6.1, RFC 8301, RFC 8463"
+    ),
+    check!(sts::mta_sts_invalid, Warning, "the _mta-sts record is present but malformed or multiple", "RFC 8461 §3.1"),
+    check!(sts::tlsrpt_invalid, Info, "the _smtp._tls record is present but malformed or multiple", "RFC 8460 §3"),
 ];
 
 /// A check's result for one domain in one round.
