@@ -7,7 +7,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use tower_http::compression::CompressionLayer;
 
 use crate::status::{App, html_page, status_document};
@@ -25,8 +25,10 @@ pub fn router(app: Arc<App>, telemetry_path: &str) -> Router {
         .route("/api/v1/status", get(status_json))
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
+        .route("/-/reload", post(reload))
         .fallback(not_found)
         .layer(CompressionLayer::new().gzip(true).no_br().no_deflate().no_zstd())
+        .layer(axum::middleware::from_fn_with_state(app.auth.clone(), crate::web::require_auth))
         .with_state(app)
 }
 
@@ -72,6 +74,20 @@ async fn ready(State(app): State<Arc<App>>) -> Response {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "Not ready: log sources starting or first DNS round running\n")
             .into_response()
+    }
+}
+
+async fn reload(State(app): State<Arc<App>>) -> Response {
+    let Some(reloader) = app.reloader.get().cloned() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "Not ready to reload\n").into_response();
+    };
+    match tokio::task::spawn_blocking(move || reloader.reload()).await {
+        Ok(Ok(summary)) => (StatusCode::OK, format!("Reloaded: {summary}\n")).into_response(),
+        Ok(Err(e)) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, format!("Reload failed, the running configuration stays: {e}\n"))
+                .into_response()
+        }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("Reload failed: {e}\n")).into_response(),
     }
 }
 

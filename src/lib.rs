@@ -22,3 +22,4 @@ pub mod process;
 pub mod replay;
 pub mod serve;
 pub mod status;
+pub mod web;

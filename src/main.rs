@@ -79,7 +79,8 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    if let Err(e) = config.apply(&args.overrides()) {
+    let overrides = args.overrides();
+    if let Err(e) = config.apply(&overrides) {
         eprintln!("{e}");
         return ExitCode::from(EXIT_CONFIG);
     }
@@ -90,7 +91,7 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve::run(config)) {
+    match runtime.block_on(serve::run(config, args.config_file.clone(), overrides)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "exporter failed");

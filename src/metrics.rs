@@ -103,6 +103,8 @@ pub struct Metrics {
     pub log_last_line: Family<SourceLabels, FloatGauge>,
     pub dns_interval: FloatGauge,
     pub dns_queries: Family<crate::dns::probe::QueryResultLabels, Counter>,
+    pub config_last_reload_successful: Gauge,
+    pub config_last_reload_success: FloatGauge,
 }
 
 /// The revision the binary was built from (`MAILROUTE_REVISION` at build time).
@@ -136,6 +138,8 @@ impl Metrics {
             log_last_line: Family::default(),
             dns_interval: FloatGauge::default(),
             dns_queries: Family::default(),
+            config_last_reload_successful: Gauge::default(),
+            config_last_reload_success: FloatGauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -178,6 +182,16 @@ impl Metrics {
                 "mailroute_dns_interval_seconds",
                 "Configured interval between DNS rounds",
                 m.dns_interval.clone(),
+            );
+            registry.register(
+                "mailroute_config_last_reload_successful",
+                "Whether the last configuration reload succeeded (1) or failed (0)",
+                m.config_last_reload_successful.clone(),
+            );
+            registry.register(
+                "mailroute_config_last_reload_success_timestamp_seconds",
+                "Unix time of the last successful configuration load",
+                m.config_last_reload_success.clone(),
             );
             registry.register(
                 "mailroute_dns_queries",

@@ -1,20 +1,25 @@
-//! `serve`: wire the log sources, the DNS scheduler and the HTTP server together,
-//! and take them down in order on SIGTERM or SIGINT.
+//! `serve`: wire the log sources, the DNS scheduler and the HTTP server together;
+//! reload the configuration on SIGHUP or `POST /-/reload`; take everything down in
+//! order on SIGTERM or SIGINT.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::net::TcpListener;
 
-use crate::config::{Config, ListenAddress};
+use crate::config::{Config, ListenAddress, Overrides};
 use crate::dns::probe::Prober;
 use crate::dns::round::Settings;
 use crate::dns::state::{DnsCollector, scheduler};
 use crate::dns::{DnsState, system_resolvers};
 use crate::maillog::processor::MailState;
-use crate::maillog::source::{Shutdown, spawn_path};
+use crate::maillog::source::{Shutdown, SourceHandle, spawn_path};
 use crate::metrics::Metrics;
-use crate::status::App;
+use crate::status::{App, RunningSource};
+use crate::web::BasicAuth;
 
 /// Binds the listen address: every interface (IPv6 and IPv4) when no host is given.
 pub async fn bind(addr: &ListenAddress) -> std::io::Result<TcpListener> {
@@ -41,70 +46,228 @@ pub fn dns_settings(config: &Config) -> Settings {
     }
 }
 
+/// The log sources a configuration asks for, by key: `file:PATH`, `journal`,
+/// `syslog:udp://ADDR`.
+fn source_keys(config: &Config) -> Vec<String> {
+    let mut keys: Vec<String> = config.maillog.paths.iter().map(|p| format!("file:{p}")).collect();
+    if config.maillog.journal {
+        keys.push("journal".to_string());
+    }
+    for l in &config.maillog.syslog_listen {
+        keys.push(format!("syslog:{}://{}", if l.tcp { "tcp" } else { "udp" }, l.addr));
+    }
+    keys
+}
+
+fn start_source(key: &str, config: &Config, mail: &Arc<MailState>) -> Result<RunningSource, String> {
+    let stop = Arc::new(Shutdown::default());
+    let handle: SourceHandle = if let Some(path) = key.strip_prefix("file:") {
+        spawn_path(path, config.maillog.start, mail.clone(), stop.clone())
+            .map_err(|e| format!("cannot start the reader for {path}: {e}"))?
+    } else if key == "journal" {
+        crate::maillog::journal::spawn(mail.clone(), stop.clone())
+            .map_err(|e| format!("cannot follow the journal: {e}"))?
+    } else {
+        let listen = config
+            .maillog
+            .syslog_listen
+            .iter()
+            .find(|l| format!("syslog:{}://{}", if l.tcp { "tcp" } else { "udp" }, l.addr) == key)
+            .ok_or_else(|| format!("unknown source {key}"))?;
+        crate::maillog::syslog::spawn(listen, mail.clone(), stop.clone())
+            .map_err(|e| format!("cannot listen for {}: {e}", &key["syslog:".len()..]))?
+    };
+    Ok(RunningSource { key: key.to_string(), stop, handle })
+}
+
+/// Stops sources and waits for their threads (standard input cannot be interrupted,
+/// so its reader is left to end with the process).
+fn stop_sources(sources: Vec<RunningSource>) {
+    for s in &sources {
+        s.stop.trigger();
+    }
+    for mut s in sources {
+        let is_stdin = s.handle.snapshot().is_some_and(|st| st.kind == "stdin");
+        if let Some(t) = s.handle.thread.take()
+            && !is_stdin
+        {
+            let _ = t.join();
+        }
+    }
+}
+
+fn now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Re-reads the configuration and applies it. Sources and domains that remain keep
+/// their counters and results; a bad file changes nothing.
+pub struct Reloader {
+    path: Option<PathBuf>,
+    overrides: Overrides,
+    current: Mutex<Config>,
+    app: Arc<App>,
+}
+
+impl Reloader {
+    pub fn reload(&self) -> Result<String, String> {
+        let result = self.try_reload();
+        let m = &self.app.metrics;
+        match &result {
+            Ok(summary) => {
+                m.config_last_reload_successful.set(1);
+                m.config_last_reload_success.set(now());
+                tracing::info!(changes = summary.as_str(), "configuration reloaded");
+            }
+            Err(e) => {
+                m.config_last_reload_successful.set(0);
+                tracing::error!(error = e.as_str(), "configuration reload failed, keeping the running configuration");
+            }
+        }
+        result
+    }
+
+    fn try_reload(&self) -> Result<String, String> {
+        let Some(path) = &self.path else {
+            return Err("no --config.file to reload".to_string());
+        };
+        let mut new = Config::load(path).map_err(|e| e.to_string())?;
+        new.apply(&self.overrides).map_err(|e| e.to_string())?;
+        let mut current = self.current.lock().map_err(|_| "reload state poisoned".to_string())?;
+        let app = &self.app;
+        let mut changes = Vec::new();
+
+        // log sources: stop those gone, start those new, keep the rest untouched
+        let wanted = source_keys(&new);
+        let mut started = Vec::new();
+        let running: BTreeSet<String> =
+            app.sources.lock().map(|s| s.iter().map(|r| r.key.clone()).collect()).unwrap_or_default();
+        for key in wanted.iter().filter(|k| !running.contains(*k)) {
+            started.push(start_source(key, &new, &app.mail)?);
+            changes.push(format!("+{key}"));
+        }
+        let mut gone = Vec::new();
+        if let Ok(mut s) = app.sources.lock() {
+            let (keep, drop): (Vec<_>, Vec<_>) = s.drain(..).partition(|r| wanted.contains(&r.key));
+            *s = keep;
+            s.extend(started);
+            gone = drop;
+        }
+        for r in &gone {
+            changes.push(format!("-{}", r.key));
+        }
+        stop_sources(gone);
+
+        app.mail.set_domains(&new.misroute_domains());
+        app.mail.set_hosts(new.maillog.max_hosts, &new.maillog.default_host);
+
+        let old_domains: BTreeSet<&String> = current.dns.domains.iter().map(|d| &d.name).collect();
+        let new_domains: BTreeSet<&String> = new.dns.domains.iter().map(|d| &d.name).collect();
+        for d in new_domains.difference(&old_domains) {
+            changes.push(format!("+domain {d}"));
+        }
+        for d in old_domains.difference(&new_domains) {
+            changes.push(format!("-domain {d}"));
+        }
+        let prober = Prober::new(new.dns.concurrency, new.dns.timeout, Some(app.metrics.dns_queries.clone()));
+        app.dns.reconfigure(new.dns.domains.clone(), new.dns.interval, prober, dns_settings(&new));
+        app.metrics.dns_interval.set(new.dns.interval.as_secs_f64());
+
+        app.auth.set_users(new.web.basic_auth.clone());
+        if new.web.listen_address != current.web.listen_address
+            || new.web.tls != current.web.tls
+            || new.web.telemetry_path != current.web.telemetry_path
+        {
+            tracing::warn!("web.listen_address, web.tls and web.telemetry_path take effect after a restart");
+        }
+        *current = new;
+        Ok(if changes.is_empty() { "no source or domain changed".to_string() } else { changes.join(" ") })
+    }
+}
+
 /// Runs the exporter until a termination signal. Errors are for `main` to print.
-pub async fn run(config: Config) -> Result<(), String> {
+pub async fn run(config: Config, path: Option<PathBuf>, overrides: Overrides) -> Result<(), String> {
     let dns = Arc::new(DnsState::new(config.dns.domains.clone(), config.dns.interval));
     let metrics = Arc::new(Metrics::new(Some(Box::new(DnsCollector { state: dns.clone() }))));
     metrics.dns_interval.set(config.dns.interval.as_secs_f64());
-    let prober = Prober::new(config.dns.concurrency, config.dns.timeout, Some(metrics.dns_queries.clone()));
-    let settings = dns_settings(&config);
-    let dns_stop = Arc::new(tokio::sync::Notify::new());
-    let scheduler = tokio::spawn(scheduler(dns.clone(), prober, settings, dns_stop.clone()));
+    metrics.config_last_reload_successful.set(1);
+    metrics.config_last_reload_success.set(now());
+    dns.set_engine(
+        Prober::new(config.dns.concurrency, config.dns.timeout, Some(metrics.dns_queries.clone())),
+        dns_settings(&config),
+    );
     let mail = Arc::new(MailState::new(
         metrics.clone(),
         config.maillog.max_hosts,
         &config.maillog.default_host,
         &config.misroute_domains(),
     ));
-    let stop = Arc::new(Shutdown::default());
+    let tls = match &config.web.tls {
+        Some(t) => Some(crate::web::tls_config(t)?),
+        None => None,
+    };
     let mut sources = Vec::new();
-    for path in &config.maillog.paths {
-        let handle = spawn_path(path, config.maillog.start, mail.clone(), stop.clone())
-            .map_err(|e| format!("cannot start the reader for {path}: {e}"))?;
-        sources.push(handle);
+    for key in source_keys(&config) {
+        match start_source(&key, &config, &mail) {
+            Ok(s) => sources.push(s),
+            Err(e) => {
+                stop_sources(sources);
+                return Err(e);
+            }
+        }
     }
-    if config.maillog.journal {
-        let handle = crate::maillog::journal::spawn(mail.clone(), stop.clone())
-            .map_err(|e| format!("cannot follow the journal: {e}"))?;
-        sources.push(handle);
-    }
-    for listen in &config.maillog.syslog_listen {
-        let handle = crate::maillog::syslog::spawn(listen, mail.clone(), stop.clone())
-            .map_err(|e| format!("cannot listen for syslog on {}://{}: {e}", if listen.tcp { "tcp" } else { "udp" }, listen.addr))?;
-        sources.push(handle);
-    }
-    let listener = bind(&config.web.listen_address)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.web.listen_address.text))?;
+    let listener = match bind(&config.web.listen_address).await {
+        Ok(l) => l,
+        Err(e) => {
+            stop_sources(sources);
+            return Err(format!("cannot listen on {}: {e}", config.web.listen_address.text));
+        }
+    };
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let app = Arc::new(App {
         metrics,
         mail,
         sources: Mutex::new(sources),
-        dns,
-        started_at: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()),
+        dns: dns.clone(),
+        started_at: now(),
         telemetry_path: config.web.telemetry_path.clone(),
+        auth: Arc::new(BasicAuth::new(config.web.basic_auth.clone())),
+        reloader: std::sync::OnceLock::new(),
     });
-    tracing::info!(address = %local, version = env!("CARGO_PKG_VERSION"), "listening");
+    let reloader = Arc::new(Reloader { path, overrides, current: Mutex::new(config.clone()), app: app.clone() });
+    let _ = app.reloader.set(reloader.clone());
+
+    let dns_stop = Arc::new(tokio::sync::Notify::new());
+    let scheduler = tokio::spawn(scheduler(dns, dns_stop.clone()));
+    let hup = tokio::spawn(reload_on_sighup(reloader));
+
+    tracing::info!(
+        address = %crate::web::scheme(tls.is_some(), local),
+        version = env!("CARGO_PKG_VERSION"),
+        tls = tls.is_some(),
+        basic_auth = app.auth.enabled(),
+        "listening"
+    );
     let router = crate::http::router(app.clone(), &config.web.telemetry_path);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(termination())
-        .await
-        .map_err(|e| format!("HTTP server failed: {e}"))?;
+    crate::web::serve(listener, tls, router, termination()).await;
+
     tracing::info!("shutting down");
+    hup.abort();
     dns_stop.notify_one();
     let _ = scheduler.await;
-    stop.trigger();
-    let handles: Vec<_> = app.sources.lock().map(|mut s| s.drain(..).collect()).unwrap_or_default();
-    for mut h in handles {
-        let is_stdin = h.snapshot().is_some_and(|s| s.kind == "stdin");
-        if let Some(t) = h.thread.take()
-            && !is_stdin
-        {
-            let _ = t.join();
-        }
-    }
+    let sources: Vec<RunningSource> = app.sources.lock().map(|mut s| s.drain(..).collect()).unwrap_or_default();
+    tokio::task::spawn_blocking(move || stop_sources(sources)).await.map_err(|e| e.to_string())?;
     Ok(())
+}
+
+async fn reload_on_sighup(reloader: Arc<Reloader>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+    while hup.recv().await.is_some() {
+        tracing::info!(signal = "SIGHUP", "reloading the configuration");
+        let r = reloader.clone();
+        let _ = tokio::task::spawn_blocking(move || r.reload()).await;
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.

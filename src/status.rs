@@ -3,31 +3,54 @@
 //! failing checks in words. One document, rendered as JSON or HTML.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::Serialize;
 
 use crate::dns::DnsState;
 use crate::maillog::processor::{MailState, MisrouteRecord};
-use crate::maillog::source::{SourceHandle, SourceStatus};
+use crate::maillog::source::{Shutdown, SourceHandle, SourceStatus};
 use crate::metrics::{Metrics, REVISION};
+use crate::serve::Reloader;
+use crate::web::BasicAuth;
+
+/// A log source as `serve` runs it: its key (`file:PATH`, `journal`,
+/// `syslog:udp://ADDR`), its own stop signal (a reload stops sources one by one),
+/// and its thread.
+#[derive(Debug)]
+pub struct RunningSource {
+    pub key: String,
+    pub stop: Arc<Shutdown>,
+    pub handle: SourceHandle,
+}
 
 /// Everything the HTTP handlers need.
-#[derive(Debug)]
 pub struct App {
     pub metrics: Arc<Metrics>,
     pub mail: Arc<MailState>,
-    pub sources: Mutex<Vec<SourceHandle>>,
+    pub sources: Mutex<Vec<RunningSource>>,
     pub dns: Arc<DnsState>,
     pub started_at: f64,
     pub telemetry_path: String,
+    pub auth: Arc<BasicAuth>,
+    /// Set once `serve` has built the reloader (`POST /-/reload`).
+    pub reloader: OnceLock<Arc<Reloader>>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App").field("telemetry_path", &self.telemetry_path).finish_non_exhaustive()
+    }
 }
 
 impl App {
     /// Ready once every log source was polled and the first DNS round finished.
     pub fn ready(&self) -> bool {
-        let sources_ready =
-            self.sources.lock().map(|s| s.iter().all(|h| h.snapshot().is_some_and(|st| st.ready()))).unwrap_or(false);
+        let sources_ready = self
+            .sources
+            .lock()
+            .map(|s| s.iter().all(|r| r.handle.snapshot().is_some_and(|st| st.ready())))
+            .unwrap_or(false);
         sources_ready && self.dns.ready()
     }
 }
@@ -77,8 +100,8 @@ pub fn status_document(app: &App) -> StatusDocument {
     let tally = app.mail.tally();
     let mut sources = Vec::new();
     if let Ok(handles) = app.sources.lock() {
-        for h in handles.iter() {
-            let Some(status) = h.snapshot() else { continue };
+        for r in handles.iter() {
+            let Some(status) = r.handle.snapshot() else { continue };
             let lines =
                 tally.lines.iter().filter(|(s, _, _)| *s == status.name).map(|(_, o, n)| (o.to_string(), *n)).collect();
             let (read_errors, truncated_lines) =

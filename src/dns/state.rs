@@ -112,6 +112,10 @@ pub struct DnsState {
     domains: RwLock<Vec<DomainConfig>>,
     results: RwLock<Arc<BTreeMap<String, DomainResult>>>,
     interval: RwLock<Duration>,
+    /// How rounds reach the servers; replaced on reload.
+    engine: RwLock<Option<(Prober, Settings)>>,
+    /// Wakes the scheduler for an early round (after a reload).
+    wake: tokio::sync::Notify,
 }
 
 impl DnsState {
@@ -122,7 +126,35 @@ impl DnsState {
             domains: RwLock::new(domains),
             results: RwLock::new(Arc::new(BTreeMap::new())),
             interval: RwLock::new(interval),
+            engine: RwLock::new(None),
+            wake: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Sets how rounds reach the servers.
+    pub fn set_engine(&self, prober: Prober, settings: Settings) {
+        if let Ok(mut e) = self.engine.write() {
+            *e = Some((prober, settings));
+        }
+    }
+
+    fn engine(&self) -> Option<(Prober, Settings)> {
+        self.engine.read().ok().and_then(|e| e.clone())
+    }
+
+    /// Applies a new configuration: domains, interval, prober and settings. Results of
+    /// domains no longer configured disappear at once; a round starts soon.
+    pub fn reconfigure(&self, domains: Vec<DomainConfig>, interval: Duration, prober: Prober, settings: Settings) {
+        let names: std::collections::BTreeSet<String> = domains.iter().map(|d| d.name.clone()).collect();
+        let kept: BTreeMap<String, DomainResult> =
+            self.results().iter().filter(|(d, _)| names.contains(*d)).map(|(d, r)| (d.clone(), r.clone())).collect();
+        if let Ok(mut g) = self.results.write() {
+            *g = Arc::new(kept);
+        }
+        self.set_domains(domains);
+        self.set_interval(interval);
+        self.set_engine(prober, settings);
+        self.wake.notify_one();
     }
 
     /// True once the first round finished (or when there is nothing to check).
@@ -508,31 +540,36 @@ impl Collector for DnsCollector {
 /// Runs rounds forever: one at start, then every interval with up to 10 % jitter,
 /// until `stop` is notified (with `notify_one`, which is remembered if the
 /// scheduler is busy).
-pub async fn scheduler(state: Arc<DnsState>, prober: Prober, settings: Settings, stop: Arc<tokio::sync::Notify>) {
+pub async fn scheduler(state: Arc<DnsState>, stop: Arc<tokio::sync::Notify>) {
     loop {
         let domains = state.domains();
         let interval = state.interval();
-        if !domains.is_empty() {
-            let deadline = round_deadline(prober.timeout(), interval);
-            let started = Instant::now();
-            let results = tokio::select! {
-                r = run_round(&prober, &settings, &domains, deadline) => r,
-                _ = stop.notified() => return,
-            };
-            let failing: usize = results.values().map(|r| r.failing().count()).sum();
-            tracing::info!(
-                domains = domains.len(),
-                failing_checks = failing,
-                seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
-                "DNS round finished"
-            );
-            state.publish(results);
-        } else {
-            state.publish(BTreeMap::new());
+        match state.engine() {
+            Some((prober, settings)) if !domains.is_empty() => {
+                let deadline = round_deadline(prober.timeout(), interval);
+                let started = Instant::now();
+                let results = tokio::select! {
+                    r = run_round(&prober, &settings, &domains, deadline) => r,
+                    _ = stop.notified() => return,
+                };
+                let failing: usize = results.values().map(|r| r.failing().count()).sum();
+                tracing::info!(
+                    domains = domains.len(),
+                    failing_checks = failing,
+                    seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
+                    "DNS round finished"
+                );
+                // a reload during the round may have removed domains
+                let configured: std::collections::BTreeSet<String> =
+                    state.domains().into_iter().map(|d| d.name).collect();
+                state.publish(results.into_iter().filter(|(d, _)| configured.contains(d)).collect());
+            }
+            _ => state.publish(BTreeMap::new()),
         }
         let jitter = interval.mul_f64(fastrand::f64() * 0.1);
         tokio::select! {
             _ = tokio::time::sleep(interval + jitter) => {}
+            _ = state.wake.notified() => {}
             _ = stop.notified() => return,
         }
     }

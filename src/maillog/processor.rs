@@ -72,7 +72,7 @@ pub struct MailState {
     /// Lowercased domain → its label; replaced as a whole on reload.
     domains: RwLock<Arc<HashMap<String, SharedLabel>>>,
     /// The host label for lines without a syslog host.
-    default_host: SharedLabel,
+    default_host: RwLock<SharedLabel>,
     misroutes: Mutex<VecDeque<MisrouteRecord>>,
     /// Every label set counted so far, with its counter, so the counts can be listed
     /// (replay output, status page); prometheus-client families cannot be iterated.
@@ -108,7 +108,7 @@ impl MailState {
             classifier: Classifier::new(),
             hosts: Mutex::new(HostTable { max: max_hosts, known: HashMap::new(), other: SharedLabel::new(OTHER_HOST) }),
             domains: RwLock::new(Arc::new(HashMap::new())),
-            default_host: SharedLabel::new(default_host),
+            default_host: RwLock::new(SharedLabel::new(default_host)),
             misroutes: Mutex::new(VecDeque::with_capacity(MISROUTE_RING)),
             known: Mutex::new(Known::default()),
         };
@@ -136,9 +136,22 @@ impl MailState {
         map.get(domain).cloned()
     }
 
+    /// Changes `max_hosts` (hosts already labelled keep their label) and the
+    /// default host label.
+    pub fn set_hosts(&self, max_hosts: usize, default_host: &str) {
+        if let Ok(mut t) = self.hosts.lock() {
+            t.max = max_hosts;
+        }
+        if let Ok(mut d) = self.default_host.write()
+            && d.as_str() != default_host
+        {
+            *d = SharedLabel::new(default_host);
+        }
+    }
+
     fn host_label(&self, host: Option<&[u8]>) -> SharedLabel {
         match host {
-            None => self.default_host.clone(),
+            None => self.default_host.read().map(|d| d.clone()).unwrap_or_else(|_| SharedLabel::new(OTHER_HOST)),
             Some(h) => match self.hosts.lock() {
                 Ok(mut t) => t.label(h),
                 Err(_) => SharedLabel::new(OTHER_HOST),
