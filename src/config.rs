@@ -341,8 +341,9 @@ pub fn parse_syslog_listen(s: &str) -> Result<SyslogListen, String> {
     Ok(SyslogListen { tcp, addr: addr.parse().map_err(|_| bad())? })
 }
 
-fn port(v: i64, what: &str) -> Result<u16, String> {
-    u16::try_from(v).ok().filter(|p| *p > 0).ok_or_else(|| format!("{what} must be a port from 1 to 65535, got {v}"))
+/// A TCP/UDP port; the error is shown after the key, so it does not repeat it.
+fn port(v: i64) -> Result<u16, String> {
+    u16::try_from(v).ok().filter(|p| *p > 0).ok_or_else(|| format!("must be a port from 1 to 65535, got {v}"))
 }
 
 /// This machine's host name, for `default_host = ""`.
@@ -350,6 +351,44 @@ pub fn local_hostname() -> String {
     let h = gethostname::gethostname().to_string_lossy().into_owned();
     let short = h.split('.').next().unwrap_or("").to_string();
     if short.is_empty() { "localhost".to_string() } else { short }
+}
+
+/// How serde's data errors begin (as opposed to TOML syntax errors).
+const SERDE_ERRORS: &[&str] = &["unknown field", "invalid type", "invalid value", "invalid length", "missing field"];
+
+/// The dotted key of the TOML entry at byte `offset`: the table header in force
+/// there (`[a.b]`, or `[[a.b]]` as `a.b[i]`) and the key on that line, if any.
+fn key_at(source: &str, offset: usize) -> String {
+    let offset = offset.min(source.len());
+    let mut table = String::new();
+    let mut arrays: HashMap<String, usize> = HashMap::new();
+    let mut line_start = 0;
+    for line in source.split_inclusive('\n') {
+        let here = line_start <= offset && offset < line_start + line.len().max(1);
+        let t = line.trim();
+        let header = if let Some(name) = t.strip_prefix("[[").and_then(|r| r.split("]]").next()) {
+            let name = name.trim().to_string();
+            let i = arrays.entry(name.clone()).and_modify(|n| *n += 1).or_insert(0);
+            Some(format!("{name}[{i}]"))
+        } else {
+            t.strip_prefix('[').and_then(|r| r.split(']').next()).map(|name| name.trim().to_string())
+        };
+        if let Some(h) = header {
+            table = h;
+            if here {
+                return table;
+            }
+        } else if here {
+            let key = line.split_once('=').map(|(k, _)| k.trim()).filter(|k| !k.is_empty() && !k.starts_with('#'));
+            return match (key, table.is_empty()) {
+                (Some(k), true) => k.to_string(),
+                (Some(k), false) => format!("{table}.{k}"),
+                (None, _) => table,
+            };
+        }
+        line_start += line.len();
+    }
+    table
 }
 
 impl Config {
@@ -371,7 +410,13 @@ impl Config {
         let ctx = Ctx { origin, source };
         let raw: RawConfig = toml::from_str(source).map_err(|e| {
             let message = e.message().trim().to_string();
-            ctx.err(e.span(), "", message)
+            // serde's errors about a value or key ("unknown field", "invalid type", …)
+            // name the key the way every other error does; a syntax error has none
+            let key = match e.span() {
+                Some(span) if SERDE_ERRORS.iter().any(|p| message.starts_with(p)) => key_at(source, span.start),
+                _ => String::new(),
+            };
+            ctx.err(e.span(), &key, message)
         })?;
         Config::from_raw(raw, origin, source)
     }
@@ -514,12 +559,11 @@ impl Config {
             resolvers.push(parse_resolver(v.get_ref()).map_err(|e| ctx.err(sp(v), "dns.resolvers", e))?);
         }
         let dns_port = match &d.port {
-            Some(v) => port(*v.get_ref(), "dns.port").map_err(|e| ctx.err(Some(v.span()), "dns.port", e))?,
+            Some(v) => port(*v.get_ref()).map_err(|e| ctx.err(Some(v.span()), "dns.port", e))?,
             None => 53,
         };
         let smtp_probe_port = match &d.smtp_probe_port {
-            Some(v) => port(*v.get_ref(), "dns.smtp_probe_port")
-                .map_err(|e| ctx.err(Some(v.span()), "dns.smtp_probe_port", e))?,
+            Some(v) => port(*v.get_ref()).map_err(|e| ctx.err(Some(v.span()), "dns.smtp_probe_port", e))?,
             None => 25,
         };
         let mut domains: Vec<DomainConfig> = Vec::new();
@@ -720,6 +764,30 @@ mod tests {
         assert_eq!(parse_resolver("127.0.0.1:5353").unwrap().to_string(), "127.0.0.1:5353");
         assert_eq!(parse_resolver("::1").unwrap().to_string(), "[::1]:53");
         assert!(parse_resolver("dns.google").is_err());
+    }
+
+    #[test]
+    fn serde_errors_name_the_key() {
+        let e = Config::parse("[maillog]\nmax_hosts = \"64\"\n", "c.toml").unwrap_err();
+        assert_eq!(e.to_string(), "c.toml:2:13: maillog.max_hosts: invalid type: string \"64\", expected i64");
+        let e = Config::parse("[maillog]\npaths = []\nmax_host = 1\n", "c.toml").unwrap_err();
+        assert_eq!((e.key.as_str(), e.line, e.column), ("maillog.max_host", 3, 1));
+        let e =
+            Config::parse("[[dns.domain]]\nname = \"a.example\"\n[[dns.domain]]\nname = \"b.example\"\nmx = 1\n", "c")
+                .unwrap_err();
+        assert_eq!(e.key, "dns.domain[1].mx");
+        let e = Config::parse("[dsn]\ninterval = \"5m\"\n", "c").unwrap_err();
+        assert_eq!(e.key, "dsn");
+        let e = Config::parse("[[dns.domain]]\ndkim_selectors = []\n", "c").unwrap_err();
+        assert!(e.message.starts_with("missing field `name`"), "{e}");
+        assert_eq!(e.key, "dns.domain[0]");
+        // the key is named once
+        let e = Config::parse("[dns]\nport = 0\n", "c.toml").unwrap_err();
+        assert_eq!(e.to_string(), "c.toml:2:8: dns.port: must be a port from 1 to 65535, got 0");
+        // a syntax error names no key: the position is where the parser stopped
+        let e = Config::parse("[maillog]\npaths = [\"a\"\nstart = \"end\"\n", "c").unwrap_err();
+        assert_eq!(e.key, "");
+        assert_eq!(e.line, 3);
     }
 
     #[test]

@@ -50,7 +50,7 @@ pub fn run(config: &Config, files: &[String]) -> Result<Replay, String> {
 impl Replay {
     pub fn render(&self, output: ReplayOutput) -> String {
         match output {
-            ReplayOutput::Openmetrics => self.state.metrics.encode_openmetrics(),
+            ReplayOutput::Openmetrics => sorted_samples(&self.state.metrics.encode_openmetrics()),
             ReplayOutput::Json => {
                 let mut s = serde_json::to_string_pretty(&json(&self.state.tally())).unwrap_or_default();
                 s.push('\n');
@@ -59,6 +59,32 @@ impl Replay {
             ReplayOutput::Text => table(&self.state.tally()),
         }
     }
+}
+
+/// Sorts the samples within each metric family. prometheus-client renders a
+/// family's series in hash-map order, which changes from run to run; replay output
+/// must depend on the input only (golden files are compared byte for byte).
+fn sorted_samples(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut samples: Vec<&str> = Vec::new();
+    let flush = |samples: &mut Vec<&str>, out: &mut String| {
+        samples.sort_unstable();
+        for s in samples.drain(..) {
+            out.push_str(s);
+            out.push('\n');
+        }
+    };
+    for line in text.lines() {
+        if line.starts_with('#') {
+            flush(&mut samples, &mut out);
+            out.push_str(line);
+            out.push('\n');
+        } else {
+            samples.push(line);
+        }
+    }
+    flush(&mut samples, &mut out);
+    out
 }
 
 fn json(t: &Tally) -> serde_json::Value {
@@ -145,4 +171,41 @@ fn table(t: &Tally) -> String {
         write_table(&mut out, "Lines cut at 64 KiB", &["SOURCE", "COUNT"], &cut);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openmetrics_samples_are_sorted_within_families() {
+        let text = "# TYPE a counter\na_total{x=\"2\"} 1\na_total{x=\"1\"} 5\n# TYPE b counter\nb_total{y=\"b\"} 1\nb_total{y=\"a\"} 2\n# EOF\n";
+        assert_eq!(
+            sorted_samples(text),
+            "# TYPE a counter\na_total{x=\"1\"} 5\na_total{x=\"2\"} 1\n# TYPE b counter\nb_total{y=\"a\"} 2\nb_total{y=\"b\"} 1\n# EOF\n"
+        );
+    }
+
+    #[test]
+    fn replay_output_does_not_depend_on_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("m.log");
+        let mut text = String::new();
+        for h in ["a", "b", "c", "d", "e", "f", "g", "h"] {
+            text.push_str(&format!("May 28 08:25:35 {h} postfix/smtpd[1]: NOQUEUE: reject: RCPT from x[192.0.2.1]: 554 5.7.1 <u@nmrc.org>: Relay access denied; from=<s@x> to=<u@nmrc.org> proto=ESMTP helo=<x>\n"));
+        }
+        std::fs::write(&log, text).unwrap();
+        let config = Config::parse("[maillog]\nlocal_domains = [\"nmrc.org\"]\n", "t").unwrap();
+        let path = log.display().to_string();
+        let first = run(&config, std::slice::from_ref(&path)).unwrap().render(ReplayOutput::Openmetrics);
+        for _ in 0..5 {
+            let again = run(&config, std::slice::from_ref(&path)).unwrap().render(ReplayOutput::Openmetrics);
+            assert_eq!(first, again);
+        }
+        let hosts: Vec<&str> = first.lines().filter(|l| l.starts_with("mailroute_smtp_rejects_total")).collect();
+        let mut sorted = hosts.clone();
+        sorted.sort();
+        assert_eq!(hosts, sorted);
+        assert_eq!(hosts.len(), 8);
+    }
 }

@@ -136,7 +136,7 @@ pub fn status_document(app: &App) -> StatusDocument {
         telemetry_path: app.telemetry_path.clone(),
         sources,
         mail,
-        dns: app.dns.status_json(&app.mail.recent_misroutes()),
+        dns: app.dns.status_json(&app.mail),
     }
 }
 

@@ -24,7 +24,10 @@ fn write_config(path: &Path, body: &str) {
 }
 
 fn lab() -> (String, u16) {
-    let out = Command::new(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("lab/dns/lab.sh")).arg("start").output().expect("lab");
+    let out = Command::new(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("lab/dns/lab.sh"))
+        .arg("start")
+        .output()
+        .expect("lab");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     let get = |k: &str| text.lines().find_map(|l| l.strip_prefix(k)).map(str::to_string).unwrap_or_default();
@@ -43,32 +46,51 @@ fn reload_applies_changes_and_keeps_counters() {
     let dns = format!("[dns]\nresolvers = [\"{resolver}\"]\nport = {port}\ntimeout = \"1s\"\ninterval = \"1h\"\n");
     write_config(
         &cfg,
-        &format!("[web]\nlisten_address = \"127.0.0.1:0\"\n[maillog]\npaths = [\"{}\"]\nlocal_domains = [\"nmrc.org\"]\n{dns}", a.display()),
+        &format!(
+            "[web]\nlisten_address = \"127.0.0.1:0\"\n[maillog]\nstart = \"beginning\"\npaths = [\"{}\"]\nlocal_domains = [\"nmrc.org\"]\n{dns}",
+            a.display()
+        ),
     );
     let mut ex = Exporter::start(&["serve", &format!("--config.file={}", cfg.display())]);
     let m = |host: &str, dom: &str| [("host", host.to_string()), ("domain", dom.to_string())];
     append(&a, misroute("nmrc.org", 1).as_bytes());
-    ex.wait_for(|t| metric_value(t, "mailroute_misroutes_total", &[("host", "rigor-mortis"), ("domain", "nmrc.org")]) == Some(1.0), WAIT);
+    ex.wait_for(
+        |t| {
+            metric_value(t, "mailroute_misroutes_total", &[("host", "rigor-mortis"), ("domain", "nmrc.org")])
+                == Some(1.0)
+        },
+        WAIT,
+    );
 
     // add a source, a local domain and a DNS domain
     write_config(
         &cfg,
         &format!(
-            "[web]\nlisten_address = \"127.0.0.1:0\"\n[maillog]\npaths = [\"{}\", \"{}\"]\nlocal_domains = [\"nmrc.org\", \"other.org\"]\n{dns}\n[[dns.domain]]\nname = \"incident.test\"\n",
+            "[web]\nlisten_address = \"127.0.0.1:0\"\n[maillog]\nstart = \"beginning\"\npaths = [\"{}\", \"{}\"]\nlocal_domains = [\"nmrc.org\", \"other.org\"]\n{dns}\n[[dns.domain]]\nname = \"incident.test\"\n",
             a.display(),
             b.display()
         ),
     );
     let r = ex.post("/-/reload");
     assert_eq!(r.status, 200, "{}", r.text());
-    assert!(r.text().contains(&format!("+file:{}", b.display())) && r.text().contains("+domain incident.test"), "{}", r.text());
+    assert!(
+        r.text().contains(&format!("+file:{}", b.display())) && r.text().contains("+domain incident.test"),
+        "{}",
+        r.text()
+    );
     append(&b, misroute("other.org", 2).as_bytes());
     append(&a, misroute("nmrc.org", 3).as_bytes());
     let text = ex.wait_for(
         |t| {
-            metric_value(t, "mailroute_misroutes_total", &[("host", "rigor-mortis"), ("domain", "other.org")]) == Some(1.0)
-                && metric_value(t, "mailroute_misroutes_total", &[("host", "rigor-mortis"), ("domain", "nmrc.org")]) == Some(2.0)
-                && metric_value(t, "mailroute_dns_check_failed", &[("domain", "incident.test"), ("check", "apex_mx_mismatch"), ("severity", "warning")]) == Some(1.0)
+            metric_value(t, "mailroute_misroutes_total", &[("host", "rigor-mortis"), ("domain", "other.org")])
+                == Some(1.0)
+                && metric_value(t, "mailroute_misroutes_total", &[("host", "rigor-mortis"), ("domain", "nmrc.org")])
+                    == Some(2.0)
+                && metric_value(
+                    t,
+                    "mailroute_dns_check_failed",
+                    &[("domain", "incident.test"), ("check", "apex_mx_mismatch"), ("severity", "warning")],
+                ) == Some(1.0)
         },
         WAIT,
     );
@@ -78,20 +100,29 @@ fn reload_applies_changes_and_keeps_counters() {
     // drop source a and the DNS domain, by SIGHUP this time
     write_config(
         &cfg,
-        &format!("[web]\nlisten_address = \"127.0.0.1:0\"\n[maillog]\npaths = [\"{}\"]\nlocal_domains = [\"nmrc.org\", \"other.org\"]\n{dns}", b.display()),
+        &format!(
+            "[web]\nlisten_address = \"127.0.0.1:0\"\n[maillog]\nstart = \"beginning\"\npaths = [\"{}\"]\nlocal_domains = [\"nmrc.org\", \"other.org\"]\n{dns}",
+            b.display()
+        ),
     );
     ex.signal(libc::SIGHUP);
     ex.wait_for(|t| !t.contains("domain=\"incident.test\""), WAIT);
     append(&a, misroute("nmrc.org", 4).as_bytes());
     append(&b, misroute("nmrc.org", 5).as_bytes());
     let text = ex.wait_for(
-        |t| metric_value(t, "mailroute_misroutes_total", &[("host", "rigor-mortis"), ("domain", "nmrc.org")]) == Some(3.0),
+        |t| {
+            metric_value(t, "mailroute_misroutes_total", &[("host", "rigor-mortis"), ("domain", "nmrc.org")])
+                == Some(3.0)
+        },
         WAIT,
     );
     // the line written to the dropped source is not read
     std::thread::sleep(Duration::from_millis(500));
     let text2 = ex.scrape();
-    assert_eq!(metric_value(&text2, "mailroute_misroutes_total", &[("host", "rigor-mortis"), ("domain", "nmrc.org")]), Some(3.0));
+    assert_eq!(
+        metric_value(&text2, "mailroute_misroutes_total", &[("host", "rigor-mortis"), ("domain", "nmrc.org")]),
+        Some(3.0)
+    );
     assert!(ex.stderr().contains("configuration reloaded"), "{}", ex.stderr());
     let _ = text;
 
@@ -102,7 +133,10 @@ fn reload_applies_changes_and_keeps_counters() {
     assert!(r.text().contains("dns.interval: invalid duration \"5x\""), "{}", r.text());
     append(&b, misroute("other.org", 6).as_bytes());
     let text = ex.wait_for(
-        |t| metric_value(t, "mailroute_misroutes_total", &[("host", "rigor-mortis"), ("domain", "other.org")]) == Some(2.0),
+        |t| {
+            metric_value(t, "mailroute_misroutes_total", &[("host", "rigor-mortis"), ("domain", "other.org")])
+                == Some(2.0)
+        },
         WAIT,
     );
     assert_eq!(metric_value(&text, "mailroute_config_last_reload_successful", &[]), Some(0.0));

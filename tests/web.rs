@@ -13,7 +13,10 @@ use common::Exporter;
 
 fn curl(args: &[&str]) -> (i32, String) {
     let out = Command::new("curl").args(["-s", "-S", "--max-time", "10"]).args(args).output().expect("curl");
-    (out.status.code().unwrap_or(-1), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    (
+        out.status.code().unwrap_or(-1),
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+    )
 }
 
 /// A self-signed certificate for 127.0.0.1, made with openssl.
@@ -65,12 +68,23 @@ fn tls_and_basic_auth_refuse_what_they_should() {
     let (_, body) = curl(&["--cacert", &cert, "-u", "alice:wrong", "-w", "\n%{http_code}", &url]);
     assert!(body.ends_with("\n401"), "{body}");
     let (_, body) = curl(&["--cacert", &cert, "-D", "-", "-o", "/dev/null", &url]);
-    assert!(body.starts_with("HTTP/1.1 401") && body.contains("www-authenticate: Basic realm=\"mailroute_exporter\""), "{body}");
+    assert!(
+        body.starts_with("HTTP/1.1 401") && body.contains("www-authenticate: Basic realm=\"mailroute_exporter\""),
+        "{body}"
+    );
     let (_, body) = curl(&["--cacert", &cert, "-u", "mallory:s3cret", "-w", "\n%{http_code}", &url]);
     assert!(body.ends_with("\n401"), "{body}");
     // every endpoint is protected
     for path in ["/", "/api/v1/status", "/-/healthy", "/-/ready"] {
-        let (_, body) = curl(&["--cacert", &cert, "-o", "/dev/null", "-w", "%{http_code}", &format!("https://{}{path}", ex.addr())]);
+        let (_, body) = curl(&[
+            "--cacert",
+            &cert,
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("https://{}{path}", ex.addr()),
+        ]);
         assert_eq!(body, "401", "{path}");
     }
     // a client that does not trust the certificate gives up; plain HTTP gets nothing
@@ -83,9 +97,15 @@ fn tls_and_basic_auth_refuse_what_they_should() {
 #[test]
 fn only_get_head_and_reload_post() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let ex = Exporter::start(&["serve", "--web.listen-address=127.0.0.1:0", &format!("--maillog.path={}", log_file(dir.path()))]);
+    let ex = Exporter::start(&[
+        "serve",
+        "--web.listen-address=127.0.0.1:0",
+        &format!("--maillog.path={}", log_file(dir.path())),
+    ]);
     let base = format!("http://{}", ex.addr());
-    let code = |args: &[&str], path: &str| curl(&[args, &["-o", "/dev/null", "-w", "%{http_code}", &format!("{base}{path}")]].concat()).1;
+    let code = |args: &[&str], path: &str| {
+        curl(&[args, &["-o", "/dev/null", "-w", "%{http_code}", &format!("{base}{path}")]].concat()).1
+    };
     assert_eq!(code(&[], "/metrics"), "200");
     assert_eq!(code(&["-I"], "/metrics"), "200");
     assert_eq!(code(&["-X", "POST"], "/metrics"), "405");
@@ -101,14 +121,20 @@ fn only_get_head_and_reload_post() {
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
 #[test]
 fn slow_clients_cannot_hold_the_server() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let ex = Exporter::start(&["serve", "--web.listen-address=127.0.0.1:0", &format!("--maillog.path={}", log_file(dir.path()))]);
+    let ex = Exporter::start(&[
+        "serve",
+        "--web.listen-address=127.0.0.1:0",
+        &format!("--maillog.path={}", log_file(dir.path())),
+    ]);
     // a client that sends half a request line and then nothing
     let mut slow = TcpStream::connect(ex.addr()).expect("connect");
     slow.write_all(b"GET /metr").expect("write");
@@ -133,7 +159,11 @@ fn slow_clients_cannot_hold_the_server() {
 #[test]
 fn a_flood_of_scrapes_is_served_or_refused_with_bounded_memory() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let ex = Exporter::start(&["serve", "--web.listen-address=127.0.0.1:0", &format!("--maillog.path={}", log_file(dir.path()))]);
+    let ex = Exporter::start(&[
+        "serve",
+        "--web.listen-address=127.0.0.1:0",
+        &format!("--maillog.path={}", log_file(dir.path())),
+    ]);
     let before = rss_kib(ex.pid());
     let addr = ex.addr();
     let threads: Vec<_> = (0..1000)

@@ -23,7 +23,7 @@ use super::probe::Prober;
 use super::round::{Settings, snapshot_with_deadline};
 use super::snapshot::{Snapshot, Standing, list};
 use crate::config::DomainConfig;
-use crate::maillog::processor::MisrouteRecord;
+use crate::maillog::processor::MailState;
 use crate::status::esc;
 
 /// One domain's result in one round.
@@ -203,7 +203,7 @@ impl DnsState {
 
     /// The DNS part of the status document: per domain, servers, failing checks in
     /// words, and the diagnosis when misroutes and DNS facts coincide.
-    pub fn status_json(&self, recent_misroutes: &[MisrouteRecord]) -> serde_json::Value {
+    pub fn status_json(&self, mail: &MailState) -> serde_json::Value {
         let results = self.results();
         let domains: Vec<serde_json::Value> = self
             .domains()
@@ -228,7 +228,7 @@ impl DnsState {
                     "checks_evaluated": r.map_or(0, |r| r.checks.len()),
                     "failing_checks": failing,
                     "notes": r.and_then(|r| r.snapshot.as_ref()).map(|s| s.notes.clone()).unwrap_or_default(),
-                    "diagnosis": diagnosis(&d.name, r, recent_misroutes),
+                    "diagnosis": diagnosis(&d.name, r, &mail.misroutes_last_hour(&d.name)),
                 })
             })
             .collect();
@@ -253,23 +253,15 @@ fn server_json(s: &super::snapshot::Server) -> serde_json::Value {
     })
 }
 
-/// Misroutes seen within this window count for the diagnosis.
-pub const DIAGNOSIS_WINDOW: f64 = 3600.0;
-
-/// A sentence that ties misroutes seen in the logs to the domain's DNS facts.
-pub fn diagnosis(domain: &str, r: Option<&DomainResult>, misroutes: &[MisrouteRecord]) -> Option<String> {
-    let since = now() - DIAGNOSIS_WINDOW;
-    let recent: Vec<&MisrouteRecord> = misroutes.iter().filter(|m| m.domain == domain && m.seen_at >= since).collect();
+/// A sentence that ties the misroutes read in the last hour (`per_host`: host and
+/// count) to the domain's DNS facts.
+pub fn diagnosis(domain: &str, r: Option<&DomainResult>, per_host: &[(String, u64)]) -> Option<String> {
     let apex_check = r.and_then(|r| r.checks.iter().find(|c| c.check == "apex_mx_mismatch"));
     let snap = r.and_then(|r| r.snapshot.as_ref());
-    if recent.is_empty() {
+    if per_host.is_empty() {
         return None;
     }
-    let mut by_host: BTreeMap<&str, usize> = BTreeMap::new();
-    for m in &recent {
-        *by_host.entry(m.host.as_str()).or_insert(0) += 1;
-    }
-    let hosts = by_host.iter().map(|(h, n)| format!("{h} rejected {n} message(s)")).collect::<Vec<_>>().join(", ");
+    let hosts = per_host.iter().map(|(h, n)| format!("{h} rejected {n} message(s)")).collect::<Vec<_>>().join(", ");
     let mut text = format!("In the last hour {hosts} for {domain} as relay denied.");
     match (apex_check, snap) {
         (Some(c), Some(s)) if c.failed => {

@@ -252,6 +252,9 @@ fn parse_rfc5424(s: &[u8]) -> Option<Envelope<'_>> {
     }
     let message = skip_structured_data(s)?;
     let message = message.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(message);
+    // rsyslog's RFC 5424 templates write "%STRUCTURED-DATA% %msg%", and the msg of a
+    // message it parsed as RFC 3164 keeps the space after the tag: "- -  text"
+    let message = skip_spaces(message);
     let nil = |v: &'_ [u8]| v != b"-";
     Some(Envelope {
         timestamp: if nil(timestamp) { timestamp } else { b"" },
@@ -382,6 +385,15 @@ mod tests {
                 false,
             ),
             ("<22>1 - - exim - - - msg", "", None, "exim", None, "msg", false),
+            (
+                "<22>1 2026-05-28T08:25:35+00:00 talon postfix/smtpd 77 - -  NOQUEUE: reject",
+                "2026-05-28T08:25:35+00:00",
+                Some("talon"),
+                "postfix/smtpd",
+                Some("77"),
+                "NOQUEUE: reject",
+                false,
+            ),
             ("talon postfix/smtpd[3]: m", "", Some("talon"), "postfix/smtpd", Some("3"), "m", false),
             ("postfix/smtpd[3]: m", "", None, "postfix/smtpd", Some("3"), "m", false),
             ("exim: m", "", None, "exim", None, "m", false),

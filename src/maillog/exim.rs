@@ -26,9 +26,12 @@
 //!
 //! Via syslog Exim writes an entry once for its main log and again for its reject
 //! log (unless `syslog_duplication = false`), and splits long or multi-line entries
-//! into parts marked `[n/m]` (the part ends a line) or `[n\m]` (the line goes on in
-//! the next part). [`EximJoiner`] puts the first line of a split entry back together
-//! and drops the immediate duplicate, so each reject counts once.
+//! into parts marked `[n\m]` (the part ends at a newline of the entry: its line is
+//! complete and more parts follow) or `[n/m]` (the part was cut at Exim's
+//! `MAX_SYSLOG_LEN` and its line goes on in the next part, or it is the last part);
+//! see `write_syslog()` in Exim's log.c. [`EximJoiner`] puts the first line of a
+//! split entry back together and drops the immediate duplicate, so each reject
+//! counts once.
 //!
 //! **Accepted message** (Exim): a `<=` arrival line whose `P=` protocol is SMTP
 //! (`smtp`, `esmtp`, `esmtps`, `esmtpa`, `esmtpsa`, `local-smtp`, …; not
@@ -83,6 +86,9 @@ pub fn strip_inner_timestamp(msg: &[u8]) -> &[u8] {
 }
 
 /// A continuation marker `[n/m] ` or `[n\m] `: (n, m, line ends here, rest).
+/// Exim's log.c writes `\` when the part ends at a newline (the line is complete)
+/// and `/` when the part was cut mid-line or is the last one; "line ends here" is
+/// therefore `\`, or the last part.
 pub fn split_marker(msg: &[u8]) -> Option<(u32, u32, bool, &[u8])> {
     if msg.first() != Some(&b'[') {
         return None;
@@ -97,7 +103,7 @@ pub fn split_marker(msg: &[u8]) -> Option<(u32, u32, bool, &[u8])> {
     }
     let rest = &msg[close + 1..];
     let rest = rest.strip_prefix(b" ").unwrap_or(rest);
-    Some((n, m, inner[sep] == b'/', rest))
+    Some((n, m, inner[sep] == b'\\' || n == m, rest))
 }
 
 fn parse_u32(s: &[u8]) -> Option<u32> {
@@ -113,7 +119,13 @@ pub fn parse<'a>(msg: &'a [u8], classifier: &Classifier) -> Event<'a> {
         // message lifecycle lines: an arrival may count as accepted, nothing else does
         return if flag == b"<=" && is_smtp_arrival(msg) { Event::Accepted } else { Event::Other };
     }
-    if memchr::memmem::find(msg, b" sender verify ").is_some() || msg.starts_with(b"SMTP protocol error in") {
+    // "H=… sender verify fail|defer for <s>: why" notes precede the `rejected` line,
+    // which is the one counted; a rejected line may itself mention a sender verify
+    // ("temporarily rejected RCPT <a@b>: Could not complete sender verify callout").
+    if memchr::memmem::find(msg, b" sender verify fail for ").is_some()
+        || memchr::memmem::find(msg, b" sender verify defer for ").is_some()
+        || msg.starts_with(b"SMTP protocol error in")
+    {
         return Event::Other;
     }
     if let Some(i) = memchr::memmem::find(msg, b"rejected ")
@@ -207,12 +219,18 @@ fn rejected<'a>(msg: &'a [u8], at: usize, classifier: &Classifier) -> Option<Eve
         return Some(Event::Other);
     }
     let before = &msg[..at];
-    // "rejected EHLO from [1.2.3.4]: syntactically invalid argument(s): …" has no H=
-    let interactive = memchr::memmem::find(before, b"H=").is_some()
-        || memchr::memmem::find(before, b"U=").is_some()
+    // The host usually comes first ("H=… F=<…> rejected RCPT …"), but smtp_in.c puts
+    // it after the verb in "rejected MAIL FROM:<s> H=…: message too big: …" and in
+    // the synchronization errors; "rejected EHLO from [1.2.3.4]: syntactically
+    // invalid argument(s): …" has no H= at all.
+    let interactive = has_field(msg, b"H=")
+        || has_field(msg, b"U=")
         || (at == 0 && (what_and_text.starts_with(b"EHLO from ") || what_and_text.starts_with(b"HELO from ")));
     if !interactive {
         return Some(Event::Other);
+    }
+    if before.starts_with(b"SMTP protocol synchronization error") {
+        return Some(sync_error(msg, before, what_and_text, classifier));
     }
     let temporarily = before.ends_with(b"temporarily ");
     let (stage, fallback) = what(what_and_text)?;
@@ -238,8 +256,41 @@ fn rejected<'a>(msg: &'a [u8], at: usize, classifier: &Classifier) -> Option<Eve
     let mut hints = Hints::for_stage(stage);
     hints.fallback = fallback;
     hints.content_check = what_part.starts_with(b"by local_scan");
-    let client = if at == 0 { what_part.split(|&b| b == b' ').nth(2) } else { host_field(before) };
+    let client = host_field(msg).or_else(|| what_part.split(|&b| b == b' ').nth(2));
     Some(Event::Reject(Reject { stage, class, reason: classifier.classify(text, enhanced, hints), recipient, client }))
+}
+
+/// Does `msg` have the field `name` (`H=`, `U=`) at the start of a word?
+fn has_field(msg: &[u8], name: &[u8]) -> bool {
+    memchr::memmem::find_iter(msg, name).any(|i| i == 0 || msg[i - 1] == b' ')
+}
+
+/// `SMTP protocol synchronization error (why): rejected connection from H=…` or
+/// `…: rejected "CMD" H=… next input="…"` (smtp_in.c): the client spoke out of
+/// turn, got `554 SMTP synchronization error` and was dropped. The reply text is
+/// not logged; the error description before `rejected` says what happened.
+fn sync_error<'a>(msg: &'a [u8], before: &'a [u8], what: &[u8], classifier: &Classifier) -> Event<'a> {
+    let stage = if what.starts_with(b"connection") {
+        Stage::Connect
+    } else {
+        let cmd = what.strip_prefix(b"\"").unwrap_or(what);
+        let verb = &cmd[..cmd.iter().position(|b| !b.is_ascii_alphabetic()).unwrap_or(cmd.len())];
+        match verb.to_ascii_uppercase().as_slice() {
+            b"EHLO" | b"HELO" => Stage::Helo,
+            b"MAIL" => Stage::Mail,
+            b"RCPT" => Stage::Rcpt,
+            b"DATA" | b"BDAT" => Stage::Data,
+            b"AUTH" => Stage::Auth,
+            _ => Stage::Other,
+        }
+    };
+    Event::Reject(Reject {
+        stage,
+        class: Class::Permanent,
+        reason: classifier.classify(before, None, Hints::for_stage(stage)),
+        recipient: None,
+        client: host_field(msg),
+    })
 }
 
 /// The stage and the fallback reason for what was rejected (reasons.md §2 and §4).
@@ -493,6 +544,28 @@ mod tests {
                 "U=root F=<s@x> rejected RCPT <a@b>: relay not permitted",
                 (S::Rcpt, Permanent, R::RelayDenied, Some("a@b")),
             ),
+            (
+                // smtp_in.c: the host comes after the verb
+                "rejected MAIL FROM:<s@x> H=x [192.0.2.1]: message too big: size=20971520 max=10485760",
+                (S::Mail, Permanent, R::Size, None),
+            ),
+            (
+                "SMTP protocol synchronization error (input sent without waiting for greeting): rejected connection from H=[192.0.2.1]:25936 I=[192.0.2.2]:25 input=\"GET / HTTP/1.1\\r\\n\\r\\n\"",
+                (S::Connect, Permanent, R::Protocol, None),
+            ),
+            (
+                "SMTP protocol synchronization error (next input sent too soon: pipelining was not advertised): rejected \"RSET\" H=x [192.0.2.1]:58302 I=[192.0.2.2]:25 next input=\"QUIT\\r\\n\"",
+                (S::Other, Permanent, R::Protocol, None),
+            ),
+            (
+                "SMTP protocol synchronization error (next input sent too soon: pipelining was not advertised): rejected \"RCPT TO:<a@b>\" H=x [192.0.2.1]:58302 I=[192.0.2.2]:25 next input=\"DATA\\r\\n\"",
+                (S::Rcpt, Permanent, R::Protocol, None),
+            ),
+            (
+                // a rejected line that mentions a sender verify is still a reject
+                "H=x [192.0.2.1] F=<s@x> temporarily rejected RCPT <a@b>: Could not complete sender verify callout",
+                (S::Rcpt, Temporary, R::Sender, Some("a@b")),
+            ),
         ];
         for (msg, want) in rows {
             assert_eq!(rej(msg), *want, "{msg}");
@@ -506,6 +579,8 @@ mod tests {
             "SMTP connection from (x) [192.0.2.1] closed by DROP in ACL",
             "SMTP protocol error in \"AUTH LOGIN\" H=x [192.0.2.1] AUTH command used when not advertised",
             "H=x [192.0.2.1] sender verify fail for <s@x>: Unrouteable address",
+            "H=x [192.0.2.1] sender verify defer for <s@x>: Could not complete sender verify callout",
+            "rejected MAIL FROM:<s@x> from a local process",
             "F=<s@x> rejected by non-SMTP ACL: go away",
             "1xWkam-000745-2j ** a@b R=dnslookup T=remote_smtp H=mx [1.2.3.4]: SMTP error from remote mail server after RCPT TO:<a@b>: 550 5.1.1 rejected: User unknown",
             "1xWkam-000745-2j => grace <grace@gw.test> R=lab_users T=lab_maildir",
@@ -534,12 +609,21 @@ mod tests {
     #[test]
     fn continuations_join_first_line() {
         let mut j = EximJoiner::default();
-        assert_eq!(j.feed(b"h", Some(b"1"), b"[1\\3] H=x [1.2.3.4] F=<a@b> rejected RCPT <c@d>: relay "), Joined::Part);
+        // log.c write_syslog(): '/' = cut at MAX_SYSLOG_LEN (the line goes on), '\\' =
+        // the part ends at a newline of the entry (its line is complete)
+        assert_eq!(j.feed(b"h", Some(b"1"), b"[1/3] H=x [1.2.3.4] F=<a@b> rejected RCPT <c@d>: relay "), Joined::Part);
         assert_eq!(
-            j.feed(b"h", Some(b"1"), b"[2/3] not permitted"),
+            j.feed(b"h", Some(b"1"), b"[2\\3] not permitted"),
             Joined::Assembled(b"H=x [1.2.3.4] F=<a@b> rejected RCPT <c@d>: relay not permitted".to_vec())
         );
         assert_eq!(j.feed(b"h", Some(b"1"), b"[3/3] Subject: hello"), Joined::Part);
+        // the reject-log copy of an after-DATA reject: the first line is whole in part 1
+        assert_eq!(
+            j.feed(b"h", Some(b"3"), b"[1\\3] 1xWkam-000745-2j H=x [1.2.3.4] F=<a@b> rejected after DATA: spam"),
+            Joined::Assembled(b"1xWkam-000745-2j H=x [1.2.3.4] F=<a@b> rejected after DATA: spam".to_vec())
+        );
+        assert_eq!(j.feed(b"h", Some(b"3"), b"[2\\3] Envelope-from: <a@b>"), Joined::Part);
+        assert_eq!(j.feed(b"h", Some(b"3"), b"[3/3] Envelope-to: <c@d>"), Joined::Part);
         // a stray part without its beginning counts nothing
         assert_eq!(j.feed(b"h", Some(b"2"), b"[2/2] tail"), Joined::Part);
         assert_eq!(j.feed(b"h", Some(b"1"), b"plain"), Joined::Whole(b"plain"));

@@ -11,7 +11,8 @@
 //! NOQUEUE: reject: RCPT from [1.2.3.4]:5678: 550 5.7.1 Service unavailable; client [1.2.3.4] blocked using …; from=<…>, to=<…>, proto=ESMTP, helo=<…>   (postscreen)
 //! 3D5E0512: reject: header Subject: … from host[1.2.3.4]; from=<…> to=<…> proto=ESMTP helo=<…>: 5.7.1 Message content rejected   (cleanup)
 //! 3D5E0512: milter-reject: END-OF-MESSAGE from host[1.2.3.4]: 5.7.1 Spam message rejected; from=<…> to=<…> proto=ESMTP helo=<…>
-//! 3D5E0512: proxy-reject: END-OF-MESSAGE: 554 5.7.1 …; from=<…> to=<…> proto=ESMTP helo=<…>
+//! proxy-reject: END-OF-MESSAGE: 554 5.7.1 …; from=<…> to=<…> proto=ESMTP helo=<…>   (smtpd_proxy_filter; no queue id)
+//! reject: connect from [1.2.3.4]:5678: all screening ports busy                  (postscreen; no queue id)
 //! warning: host[1.2.3.4]: SASL LOGIN authentication failed: UGFzc3dvcmQ6
 //! warning: Connection rate limit exceeded: 31 from host[1.2.3.4] for service smtp   (anvil, via smtpd)
 //! 3D5E0512: client=host[1.2.3.4]                                                  (accepted)
@@ -98,6 +99,13 @@ pub fn parse<'a>(program: &[u8], msg: &'a [u8], classifier: &Classifier) -> Even
     if first == b"warning:" {
         return if daemon == b"smtpd" { warning(rest, classifier) } else { Event::Other };
     }
+    // smtpd logs before-queue proxy results without a queue id (smtpd.c data_cmd():
+    // "proxy-reject: END-OF-MESSAGE: REPLY; from=<…> …"), and postscreen its
+    // screening-port limit without one ("reject: connect from [ip]:port: all
+    // screening ports busy").
+    if first == b"proxy-reject:" || (first == b"reject:" && daemon == b"postscreen") {
+        return reject(daemon, rest, classifier);
+    }
     if !first.ends_with(b":") || first.len() < 2 {
         return Event::Other;
     }
@@ -122,7 +130,8 @@ pub fn parse<'a>(program: &[u8], msg: &'a [u8], classifier: &Classifier) -> Even
 }
 
 fn stage_of(command: &[u8]) -> Stage {
-    match command {
+    // postscreen writes "connect" in lower case on one of its lines
+    match command.to_ascii_uppercase().as_slice() {
         b"CONNECT" => Stage::Connect,
         b"EHLO" | b"HELO" => Stage::Helo,
         b"MAIL" => Stage::Mail,
@@ -155,11 +164,11 @@ fn strip_quoted_address(text: &[u8]) -> &[u8] {
     text
 }
 
-/// Where the `; from=<…> to=<…> proto=… helo=<…>` trailer starts.
+/// Where the `; from=<…> to=<…> proto=… helo=<…>` trailer starts. Each field is
+/// optional (a VRFY reject has no sender: `; to=<…> proto=SMTP`), so the trailer
+/// starts at the earliest of them.
 fn trailer_start(s: &[u8]) -> Option<usize> {
-    memchr::memmem::find(s, b"; from=<")
-        .or_else(|| memchr::memmem::find(s, b"; proto="))
-        .or_else(|| memchr::memmem::find(s, b"; helo=<"))
+    [&b"; from=<"[..], b"; to=<", b"; proto=", b"; helo=<"].iter().filter_map(|f| memchr::memmem::find(s, f)).min()
 }
 
 /// The value of `to=<…>` in a trailer.
@@ -373,7 +382,7 @@ mod tests {
             (
                 "postfix/smtpd",
                 "NOQUEUE: reject: VRFY from x[1.2.3.4]: 502 5.5.1 VRFY command is disabled; to=<root> proto=SMTP",
-                (S::Other, Permanent, R::Other, None),
+                (S::Other, Permanent, R::Other, Some("root")),
             ),
             (
                 "postfix/postscreen",
@@ -411,9 +420,22 @@ mod tests {
                 (S::Rcpt, Temporary, R::Greylist, Some("r@y")),
             ),
             (
+                // smtpd.c data_cmd() logs proxy results without a queue id
                 "postfix/smtpd",
-                "4F1A2B: proxy-reject: END-OF-MESSAGE: 554 5.7.0 Reject, id=123 - spam; from=<s@x> to=<r@y> proto=ESMTP helo=<x>",
-                (S::Data, Permanent, R::SpamContent, Some("r@y")),
+                "proxy-reject: END-OF-MESSAGE: 554 5.7.0 Reject, id=08125-18 - INFECTED: Eicar-Test-Signature; from=<s@x> to=<r@y> proto=ESMTP helo=<x>",
+                (S::Data, Permanent, R::Virus, Some("r@y")),
+            ),
+            (
+                // postscreen.c: no queue id, lower-case "connect"
+                "postfix/postscreen",
+                "reject: connect from [192.0.2.1]:4242: all screening ports busy",
+                (S::Connect, Unknown, R::RateLimit, None),
+            ),
+            (
+                // a VRFY reject has no sender: the trailer starts at to=<…>
+                "postfix/smtpd",
+                "NOQUEUE: reject: VRFY from x[1.2.3.4]: 550 5.1.1 <root@nmrc.org>: Recipient address rejected: User unknown in local recipient table; to=<root@nmrc.org> proto=SMTP",
+                (S::Other, Permanent, R::UnknownUser, Some("root@nmrc.org")),
             ),
             (
                 "postfix-mx/submission/smtpd",
@@ -474,6 +496,12 @@ mod tests {
             ),
             ("postfix/smtpd", "NOQUEUE: client=x[1.2.3.4]"),
             ("postfix/smtp", "4F1A2B: client=x[1.2.3.4]"),
+            (
+                "postfix/smtpd",
+                "proxy-accept: END-OF-MESSAGE: 250 2.0.0 Ok: queued as 4A1B2C3D4E; from=<a@b> to=<c@d> proto=ESMTP helo=<h>",
+            ),
+            // only postscreen logs a queue-id-less "reject:"
+            ("postfix/smtpd", "reject: connect from [192.0.2.1]:4242: all screening ports busy"),
         ];
         for (program, msg) in rows {
             assert_eq!(ev(program, msg), Event::Other, "{msg}");

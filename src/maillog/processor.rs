@@ -74,6 +74,9 @@ pub struct MailState {
     /// The host label for lines without a syslog host.
     default_host: RwLock<SharedLabel>,
     misroutes: Mutex<VecDeque<MisrouteRecord>>,
+    /// Misroutes per (host, domain) in each of the last 60 minutes, for the diagnosis:
+    /// exact counts however many misroutes the ring above has room for.
+    recent: Mutex<HashMap<(SharedLabel, SharedLabel), MinuteCounts>>,
     /// Every label set counted so far, with its counter, so the counts can be listed
     /// (replay output, status page); prometheus-client families cannot be iterated.
     known: Mutex<Known>,
@@ -110,6 +113,7 @@ impl MailState {
             domains: RwLock::new(Arc::new(HashMap::new())),
             default_host: RwLock::new(SharedLabel::new(default_host)),
             misroutes: Mutex::new(VecDeque::with_capacity(MISROUTE_RING)),
+            recent: Mutex::new(HashMap::new()),
             known: Mutex::new(Known::default()),
         };
         state.set_domains(domains);
@@ -214,6 +218,26 @@ impl MailState {
         self.misroutes.lock().map(|r| r.iter().cloned().collect()).unwrap_or_default()
     }
 
+    /// Misroutes of `domain` read in the last hour, per host.
+    pub fn misroutes_last_hour(&self, domain: &str) -> Vec<(String, u64)> {
+        let minute = now_minute();
+        let Ok(r) = self.recent.lock() else { return Vec::new() };
+        let mut out: Vec<(String, u64)> = r
+            .iter()
+            .filter(|((_, d), _)| d.as_str() == domain)
+            .map(|((h, _), c)| (h.as_str().to_string(), c.sum(minute)))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn count_recent(&self, host: &SharedLabel, domain: &SharedLabel) {
+        if let Ok(mut r) = self.recent.lock() {
+            r.entry((host.clone(), domain.clone())).or_default().add(now_minute());
+        }
+    }
+
     fn remember(&self, rec: MisrouteRecord) {
         if let Ok(mut ring) = self.misroutes.lock() {
             if ring.len() >= MISROUTE_RING {
@@ -221,6 +245,49 @@ impl MailState {
             }
             ring.push_back(rec);
         }
+    }
+}
+
+fn now_minute() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() / 60)
+}
+
+/// Counts per minute over the last hour (a ring of 60 buckets).
+#[derive(Debug, Clone)]
+pub struct MinuteCounts {
+    buckets: [u64; 60],
+    /// The minute the newest bucket belongs to.
+    last: u64,
+}
+
+impl Default for MinuteCounts {
+    fn default() -> Self {
+        MinuteCounts { buckets: [0; 60], last: 0 }
+    }
+}
+
+impl MinuteCounts {
+    fn roll(&mut self, minute: u64) {
+        if minute <= self.last {
+            return;
+        }
+        let gap = (minute - self.last).min(60);
+        for i in 1..=gap {
+            self.buckets[((self.last + i) % 60) as usize] = 0;
+        }
+        self.last = minute;
+    }
+
+    pub fn add(&mut self, minute: u64) {
+        self.roll(minute);
+        self.buckets[(minute % 60) as usize] += 1;
+    }
+
+    /// The count over the 60 minutes up to `minute`.
+    pub fn sum(&self, minute: u64) -> u64 {
+        let mut copy = self.clone();
+        copy.roll(minute);
+        copy.buckets.iter().sum()
     }
 }
 
@@ -396,6 +463,7 @@ impl Processor {
         let Some(domain) = r.recipient_domain() else { return };
         let Some(domain) = self.state.domain_label(&domain) else { return };
         self.state.misroute_counter(&MisrouteLabels { host: host.clone(), domain: domain.clone() }).inc();
+        self.state.count_recent(&host, &domain);
         let client = r.client.unwrap_or(b"");
         self.state.remember(MisrouteRecord {
             seen_at: SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()),
@@ -461,6 +529,20 @@ mod tests {
     }
 
     #[test]
+    fn minute_counts_forget_after_an_hour() {
+        let mut c = MinuteCounts::default();
+        c.add(1000);
+        c.add(1000);
+        c.add(1030);
+        assert_eq!(c.sum(1030), 3);
+        assert_eq!(c.sum(1059), 3);
+        assert_eq!(c.sum(1060), 1, "minute 1000 left the window");
+        assert_eq!(c.sum(1090), 0);
+        c.add(5000);
+        assert_eq!(c.sum(5000), 1);
+    }
+
+    #[test]
     fn hosts_are_capped() {
         let (state, mut p) = setup(2);
         for h in ["a", "b", "c", "d"] {
@@ -491,7 +573,7 @@ mod tests {
         let l = b"May 28 08:25:35 gw exim[5]: H=x [1.2.3.4] F=<s@x> rejected RCPT <a@nmrc.org>: relay not permitted";
         assert_eq!(p.line(l), Outcome::Reject);
         assert_eq!(p.line(l), Outcome::MtaOther);
-        assert_eq!(p.line(b"May 28 08:25:36 gw exim[6]: [1\\2] 2026-05-28 08:25:36 H=x [1.2.3.4] F=<s@x> rejected RCPT <b@nmrc.org>: relay "), Outcome::MtaOther);
+        assert_eq!(p.line(b"May 28 08:25:36 gw exim[6]: [1/2] 2026-05-28 08:25:36 H=x [1.2.3.4] F=<s@x> rejected RCPT <b@nmrc.org>: relay "), Outcome::MtaOther);
         assert_eq!(p.line(b"May 28 08:25:36 gw exim[6]: [2/2] not permitted"), Outcome::Reject);
         let text = state.metrics.encode_text();
         assert!(text.contains(r#"mailroute_misroutes_total{host="gw",domain="nmrc.org"} 2"#), "{text}");

@@ -10,6 +10,7 @@
 //! ruleset=check_relay, arg1=host, arg2=1.2.3.4, relay=host [1.2.3.4] (may be forged), reject=553 5.3.0 Rejected - see http://…
 //! 04SDPXC5151721: Milter: to=<a@b>, reject=451 4.7.1 Greylisting in action, please come back in 00:30:00
 //! 04SDPXC5151721: Milter: data, reject=554 5.7.1 Blocked by SpamAssassin
+//! 04SDPXC5151721: Milter: connect: host=x.example, addr=1.2.3.4, rejecting commands   (no reply logged)
 //! 04SDPXC5151721: <a@b>... User unknown
 //! 04SDPXC5151721: host [1.2.3.4]: VRFY root [rejected]
 //! rejecting commands from host [1.2.3.4] due to pre-greeting traffic after 0 seconds
@@ -45,6 +46,22 @@ pub fn parse<'a>(msg: &'a [u8], classifier: &Classifier) -> Event<'a> {
     }
     if body.starts_with(b"from=") {
         return accepted(body);
+    }
+    // srvrsmtp.c logs a milter's refusal of the connection without the reply it
+    // sends (554 or 4xx): "Milter: connect: host=H, addr=A, rejecting commands".
+    if let Some(rest) = body.strip_prefix(b"Milter: connect: ") {
+        for suffix in [&b", rejecting commands"[..], b", temp failing commands"] {
+            if let Some(client) = rest.strip_suffix(suffix) {
+                return Event::Reject(Reject {
+                    stage: Stage::Connect,
+                    class: Class::Unknown,
+                    reason: classifier.classify(b"", None, Hints::for_stage(Stage::Connect)),
+                    recipient: None,
+                    client: Some(client),
+                });
+            }
+        }
+        return Event::Other;
     }
     if body.first() == Some(&b'<') {
         if let Some(end) = memchr::memmem::find(body, b">... ") {
@@ -281,8 +298,13 @@ mod tests {
                 (S::Data, Permanent, R::SpamContent, None),
             ),
             (
-                "4B2CAbCd: Milter: connect: host=x.example, addr=192.0.2.7, reject=554 5.7.1 Rejected by policy",
-                (S::Connect, Permanent, R::Other, None),
+                // srvrsmtp.c: a milter's connect reject is logged without its reply
+                "4B2CAbCd: Milter: connect: host=x.example, addr=192.0.2.7, rejecting commands",
+                (S::Connect, Unknown, R::Other, None),
+            ),
+            (
+                "4B2CAbCd: Milter: connect: host=x.example, addr=192.0.2.7, temp failing commands",
+                (S::Connect, Unknown, R::Other, None),
             ),
             ("4B2CAbCd: Milter: helo=x, reject=550 5.7.1 bogus HELO name", (S::Helo, Permanent, R::Helo, None)),
             ("4B2CAbCd: Milter: from=<s@x>, reject=550 5.7.1 SPF check failed", (S::Mail, Permanent, R::SpfFail, None)),
