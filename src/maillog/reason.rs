@@ -68,6 +68,7 @@ const RULES: &[Rule] = &[
     r("listed in", Reason::Rbl),
     rw("found in ", Reason::Rbl, Fit::ZoneAfter),
     r("blacklist", Reason::Rbl),
+    r("black list", Reason::Rbl),
     r("blocklist", Reason::Rbl),
     rw("rbl", Reason::Rbl, Fit::Word),
     r("dnsbl", Reason::Rbl),
@@ -219,6 +220,14 @@ fn is_word_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric()
 }
 
+/// Does the word that continues at `from` go on into a dotted domain name
+/// (`spamhaus.org`)?
+fn in_domain_name(text: &[u8], from: usize) -> bool {
+    let rest = &text[from..];
+    let word = rest.iter().take_while(|b| b.is_ascii_alphanumeric() || **b == b'-').count();
+    rest.get(word) == Some(&b'.') && rest.get(word + 1).is_some_and(u8::is_ascii_alphabetic)
+}
+
 impl Classifier {
     pub fn new() -> Classifier {
         let automaton = AhoCorasickBuilder::new()
@@ -264,7 +273,13 @@ impl Classifier {
                     (m.start() == 0 || !is_word_byte(text[m.start() - 1]))
                         && text.get(m.end()).is_none_or(|&b| !is_word_byte(b))
                 }
-                Fit::WordStart => m.start() == 0 || !is_word_byte(text[m.start() - 1]),
+                Fit::WordStart => {
+                    // a word start, but not a label of a domain name: "zen.spamhaus.org"
+                    // names a block list, it says nothing about the message's content
+                    (m.start() == 0 || !is_word_byte(text[m.start() - 1]))
+                        && !(m.start() > 0 && text[m.start() - 1] == b'.')
+                        && !in_domain_name(text, m.end())
+                }
                 Fit::ZoneAfter => {
                     let rest = &text[m.end()..];
                     let token_end = rest
@@ -435,6 +450,10 @@ mod tests {
             ("antispam policy", Reason::Other),
             ("superbly done", Reason::Other),
             ("the file was not found in the folder", Reason::Other),
+            // a block list's domain name is not spam content
+            ("Temporary lookup failure at zen.spamhaus.org", Reason::LocalError),
+            ("1.2.3.4 is in a black list at zen.spamhaus.org", Reason::Rbl),
+            ("Spam. Go away.", Reason::SpamContent),
         ];
         let c = Classifier::new();
         for (text, want) in cases {
