@@ -198,37 +198,10 @@ fn dummy_hash() -> &'static str {
     DUMMY.get_or_init(|| bcrypt::hash(fastrand::u64(..).to_string(), 10).unwrap_or_default())
 }
 
-/// Standard base64 with padding (RFC 4648 §4), as basic auth uses (RFC 7617).
+/// Standard base64 (RFC 4648 §4), as basic auth uses (RFC 7617): the decoder the
+/// DKIM checks use.
 pub fn decode_base64(s: &str) -> Option<Vec<u8>> {
-    fn val(c: u8) -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    }
-    let bytes = s.as_bytes();
-    if !bytes.len().is_multiple_of(4) {
-        return None;
-    }
-    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
-    for chunk in bytes.chunks(4) {
-        let pad = chunk.iter().rev().take_while(|&&c| c == b'=').count();
-        if pad > 2 || chunk[..4 - pad].contains(&b'=') {
-            return None;
-        }
-        let mut n = 0u32;
-        for &c in &chunk[..4 - pad] {
-            n = (n << 6) | val(c)?;
-        }
-        n <<= 6 * pad as u32;
-        let b = n.to_be_bytes();
-        out.extend_from_slice(&b[1..4 - pad]);
-    }
-    Some(out)
+    crate::dns::records::base64_decode(s).ok()
 }
 
 /// Middleware: every request needs valid credentials when users are configured.
