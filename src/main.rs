@@ -1,20 +1,32 @@
 //! The `mailroute_exporter` binary: parse the command line, hand over to the library.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
-use mailroute_exporter::cli::{Cli, Command, ServeArgs};
-use mailroute_exporter::config::{Config, ConfigError};
+use mailroute_exporter::cli::{CheckArgs, Cli, Command, ReplayArgs, ServeArgs};
+use mailroute_exporter::config::{Config, Overrides};
 use mailroute_exporter::{check, logging, process, replay, serve};
 
 /// Exit code for usage and configuration errors (SPEC §2).
 const EXIT_CONFIG: u8 = 2;
 
-fn load_config(path: Option<&std::path::Path>) -> Result<Config, ConfigError> {
-    match path {
+/// Loads the file (or the defaults) and applies the flags; on error prints it and
+/// gives the exit code for a bad configuration.
+fn configure(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ExitCode> {
+    let loaded = match path {
         Some(p) => Config::load(p),
         None => Ok(Config::default()),
-    }
+    };
+    let mut config = loaded.map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(EXIT_CONFIG)
+    })?;
+    config.apply(overrides).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(EXIT_CONFIG)
+    })?;
+    Ok(config)
 }
 
 fn main() -> ExitCode {
@@ -24,66 +36,56 @@ fn main() -> ExitCode {
     match cli.command {
         None => run_serve(cli.serve),
         Some(Command::Serve(args)) => run_serve(args),
-        Some(Command::ValidateConfig { path }) => match Config::load(&path) {
-            Ok(c) => {
-                println!(
-                    "{}: valid ({} log path(s), {} domain(s))",
-                    path.display(),
-                    c.maillog.paths.len(),
-                    c.dns.domains.len()
-                );
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::FAILURE
-            }
-        },
-        Some(Command::Replay(args)) => {
-            logging::init(&args.log);
-            let mut config = match load_config(args.config_file.as_deref()) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::from(EXIT_CONFIG);
-                }
-            };
-            let o =
-                mailroute_exporter::config::Overrides { dns_domains: args.dns_domain.clone(), ..Default::default() };
-            if let Err(e) = config.apply(&o) {
-                eprintln!("{e}");
-                return ExitCode::from(EXIT_CONFIG);
-            }
-            match replay::run(&config, &args.files) {
-                Ok(r) => {
-                    print!("{}", r.render(args.output));
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("replay: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        Some(Command::ValidateConfig { path }) => validate(&path),
+        Some(Command::Replay(args)) => run_replay(args),
         Some(Command::Check(args)) => run_check(args),
+    }
+}
+
+fn validate(path: &Path) -> ExitCode {
+    match Config::load(path) {
+        Ok(c) => {
+            println!(
+                "{}: valid ({} log path(s), {} domain(s))",
+                path.display(),
+                c.maillog.paths.len(),
+                c.dns.domains.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_replay(args: ReplayArgs) -> ExitCode {
+    logging::init(&args.log);
+    let overrides = Overrides { dns_domains: args.dns_domain.clone(), ..Default::default() };
+    let config = match configure(args.config_file.as_deref(), &overrides) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match replay::run(&config, &args.files) {
+        Ok(r) => {
+            print!("{}", r.render(args.output));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("replay: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
 fn run_serve(args: ServeArgs) -> ExitCode {
     logging::init(&args.log);
-    let mut config = match load_config(args.config_file.as_deref()) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "invalid configuration");
-            eprintln!("{e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
     let overrides = args.overrides();
-    if let Err(e) = config.apply(&overrides) {
-        eprintln!("{e}");
-        return ExitCode::from(EXIT_CONFIG);
-    }
+    let config = match configure(args.config_file.as_deref(), &overrides) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -101,20 +103,13 @@ fn run_serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-fn run_check(args: mailroute_exporter::cli::CheckArgs) -> ExitCode {
+fn run_check(args: CheckArgs) -> ExitCode {
     logging::init(&args.log);
-    let mut config = match load_config(args.config_file.as_deref()) {
+    let overrides = Overrides { dns_resolvers: args.dns_resolver.clone(), ..Default::default() };
+    let config = match configure(args.config_file.as_deref(), &overrides) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(code) => return code,
     };
-    let o = mailroute_exporter::config::Overrides { dns_resolvers: args.dns_resolver.clone(), ..Default::default() };
-    if let Err(e) = config.apply(&o) {
-        eprintln!("{e}");
-        return ExitCode::from(EXIT_CONFIG);
-    }
     let domains = match check::domains_to_check(&config, &args.domains) {
         Ok(d) => d,
         Err(e) => {

@@ -5,55 +5,19 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::{Exporter, metric_samples, metric_value, promtool_check_metrics, run};
+use common::{Exporter, dns_lab, lab_expectations, metric_samples, metric_value, promtool_check_metrics, run};
 use mailroute_exporter::dns::checks::CATALOGUE;
-
-#[derive(serde::Deserialize)]
-struct Expected {
-    domain: BTreeMap<String, Entry>,
-}
-
-#[derive(serde::Deserialize)]
-struct Entry {
-    fail: Vec<String>,
-    #[serde(default)]
-    dkim_selectors: Vec<String>,
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Starts the lab once per test binary (idempotent across binaries too).
-fn lab() -> &'static (String, u16) {
-    static LAB: OnceLock<(String, u16)> = OnceLock::new();
-    LAB.get_or_init(|| {
-        let out = Command::new(repo().join("lab/dns/lab.sh")).arg("start").output().expect("run lab/dns/lab.sh");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(out.status.success(), "lab did not start:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
-        let get = |k: &str| text.lines().find_map(|l| l.strip_prefix(k)).map(str::to_string).unwrap_or_default();
-        let port: u16 = get("LAB_PORT=").parse().expect("LAB_PORT");
-        (get("LAB_RESOLVER="), port)
-    })
-}
-
-fn expected() -> Expected {
-    let text = std::fs::read_to_string(repo().join("lab/dns/expected.toml")).expect("expected.toml");
-    toml::from_str(&text).expect("expected.toml parses")
-}
 
 /// A configuration for the lab naming every expected domain.
 fn config(dir: &std::path::Path, names: &[&str]) -> PathBuf {
-    let (resolver, port) = lab();
-    let exp = expected();
+    let (resolver, port) = dns_lab();
+    let exp = lab_expectations();
     let mut cfg = format!("[dns]\nresolvers = [\"{resolver}\"]\nport = {port}\ntimeout = \"1s\"\ninterval = \"1h\"\n");
-    for (name, e) in &exp.domain {
+    for (name, e) in &exp {
         if !names.is_empty() && !names.contains(&name.as_str()) {
             continue;
         }
@@ -89,11 +53,11 @@ fn check_json_fails_exactly_the_expected_checks() {
     let (status, stdout, stderr) = run(&["check", &format!("--config.file={}", cfg.display()), "--output=json"]);
     assert_eq!(status.code(), Some(1), "some lab zones fail warning checks\n{stderr}");
     let doc: serde_json::Value = serde_json::from_str(&stdout).expect("JSON output");
-    let exp = expected();
+    let exp = lab_expectations();
     let known = known_checks();
     let mut problems = Vec::new();
     let domains = doc["domains"].as_array().expect("domains");
-    assert_eq!(domains.len(), exp.domain.len());
+    assert_eq!(domains.len(), exp.len());
     for d in domains {
         let name = d["domain"].as_str().expect("domain");
         let checks = d["checks"].as_array().expect("checks");
@@ -102,8 +66,7 @@ fn check_json_fails_exactly_the_expected_checks() {
             .filter(|c| c["failed"] == true)
             .map(|c| c["check"].as_str().unwrap_or("").to_string())
             .collect();
-        let want: BTreeSet<String> =
-            exp.domain[name].fail.iter().filter(|c| known.contains(c.as_str())).cloned().collect();
+        let want: BTreeSet<String> = exp[name].fail.iter().filter(|c| known.contains(c.as_str())).cloned().collect();
         if got != want {
             problems.push(format!(
                 "{name}: failing {got:?}, expected {want:?}\n{}",
@@ -126,7 +89,7 @@ fn check_json_fails_exactly_the_expected_checks() {
 fn expectations_name_only_catalogue_checks() {
     // a typo in expected.toml must not make a zone pass silently
     let known = known_checks();
-    for (name, e) in expected().domain {
+    for (name, e) in lab_expectations() {
         for c in e.fail {
             assert!(known.contains(c.as_str()), "{name}: unknown check {c}");
         }
@@ -184,11 +147,11 @@ fn serve_exports_the_same_verdicts_as_metrics() {
     }
     let text = ex.scrape();
     promtool_check_metrics(&text).expect("promtool accepts the exposition");
-    let exp = expected();
+    let exp = lab_expectations();
     let known = known_checks();
     let mut problems = Vec::new();
     let samples = metric_samples(&text, "mailroute_dns_check_failed");
-    for (name, e) in &exp.domain {
+    for (name, e) in &exp {
         let failing: BTreeSet<String> = samples
             .iter()
             .filter(|(l, v)| l.get("domain") == Some(name) && *v == 1.0)

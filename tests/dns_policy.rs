@@ -14,10 +14,9 @@ use std::io::Read;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{Exporter, metric_samples, metric_value, run};
+use common::{Exporter, dns_lab, lab_expectations, metric_samples, metric_value, run};
 
 /// The policy checks, in catalogue order.
 const POLICY: [&str; 14] = [
@@ -40,40 +39,10 @@ const POLICY: [&str; 14] = [
 /// The good names: every policy check (but the opt-in probe) is evaluated and passes.
 const GOOD: [&str; 2] = ["fixed.test", "shop.fixed.test"];
 
-#[derive(serde::Deserialize)]
-struct Expected {
-    domain: BTreeMap<String, Entry>,
-}
-
-#[derive(serde::Deserialize)]
-struct Entry {
-    fail: Vec<String>,
-    #[serde(default)]
-    dkim_selectors: Vec<String>,
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Starts the lab once per test binary (`start` is idempotent and serialised).
-fn lab() -> &'static (String, u16) {
-    static LAB: OnceLock<(String, u16)> = OnceLock::new();
-    LAB.get_or_init(|| {
-        let out = Command::new(repo().join("lab/dns/lab.sh")).arg("start").output().expect("run lab/dns/lab.sh");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(out.status.success(), "lab did not start:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
-        let get = |k: &str| text.lines().find_map(|l| l.strip_prefix(k)).map(str::to_string).unwrap_or_default();
-        (get("LAB_RESOLVER="), get("LAB_PORT=").parse().expect("LAB_PORT"))
-    })
-}
-
 /// The policy zones (a policy check in `fail`) and the good names, with what they
 /// must fail (policy checks only) and their DKIM selectors.
 fn policy_zones() -> BTreeMap<String, (BTreeSet<String>, Vec<String>)> {
-    let text = std::fs::read_to_string(repo().join("lab/dns/expected.toml")).expect("expected.toml");
-    let exp: Expected = toml::from_str(&text).expect("expected.toml parses");
-    exp.domain
+    lab_expectations()
         .into_iter()
         .filter(|(name, e)| GOOD.contains(&name.as_str()) || e.fail.iter().any(|c| POLICY.contains(&c.as_str())))
         .map(|(name, e)| {
@@ -86,7 +55,7 @@ fn policy_zones() -> BTreeMap<String, (BTreeSet<String>, Vec<String>)> {
 /// `[dns]` for the lab, then one `[[dns.domain]]` per name: (name, selectors,
 /// smtp_probe).
 fn write_config(dir: &Path, file: &str, extra_dns: &str, domains: &[(String, Vec<String>, bool)]) -> PathBuf {
-    let (resolver, port) = lab();
+    let (resolver, port) = dns_lab();
     let mut cfg =
         format!("[dns]\nresolvers = [\"{resolver}\"]\nport = {port}\ntimeout = \"1s\"\ninterval = \"1h\"\n{extra_dns}");
     for (name, selectors, probe) in domains {

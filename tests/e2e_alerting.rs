@@ -53,15 +53,6 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Starts the DNS lab (idempotent) and returns (resolver, port).
-fn lab() -> (String, u16) {
-    let out = Command::new(repo().join("lab/dns/lab.sh")).arg("start").output().expect("run lab/dns/lab.sh");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "the DNS lab did not start:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    let get = |k: &str| text.lines().find_map(|l| l.strip_prefix(k)).map(str::to_string).unwrap_or_default();
-    (get("LAB_RESOLVER="), get("LAB_PORT=").parse().expect("LAB_PORT"))
-}
-
 /// A port that was free a moment ago (bind 127.0.0.1:0, read it, release it).
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0").local_addr().expect("local addr").port()
@@ -598,7 +589,7 @@ const INCIDENT_LABELS: [(&str, &str); 3] = [("domain", INCIDENT), ("host", APEX_
 #[test]
 fn misroute_spike_pages_through_prometheus_and_alertmanager() {
     let started = Instant::now();
-    let (resolver, dns_port) = lab();
+    let (resolver, dns_port) = common::dns_lab();
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
 

@@ -4,11 +4,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
-use common::{Exporter, append, metric_value};
+use common::{Exporter, append, dns_lab, metric_value};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -23,17 +22,6 @@ fn write_config(path: &Path, body: &str) {
     std::fs::write(path, body).expect("write config");
 }
 
-fn lab() -> (String, u16) {
-    let out = Command::new(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("lab/dns/lab.sh"))
-        .arg("start")
-        .output()
-        .expect("lab");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    let get = |k: &str| text.lines().find_map(|l| l.strip_prefix(k)).map(str::to_string).unwrap_or_default();
-    (get("LAB_RESOLVER="), get("LAB_PORT=").parse().expect("port"))
-}
-
 #[test]
 fn reload_applies_changes_and_keeps_counters() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -42,7 +30,7 @@ fn reload_applies_changes_and_keeps_counters() {
     std::fs::write(&a, b"").expect("a");
     std::fs::write(&b, b"").expect("b");
     let cfg = dir.path().join("config.toml");
-    let (resolver, port) = lab();
+    let (resolver, port) = dns_lab();
     let dns = format!("[dns]\nresolvers = [\"{resolver}\"]\nport = {port}\ntimeout = \"1s\"\ninterval = \"1h\"\n");
     write_config(
         &cfg,

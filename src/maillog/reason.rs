@@ -276,9 +276,8 @@ impl Classifier {
                 Fit::WordStart => {
                     // a word start, but not a label of a domain name: "zen.spamhaus.org"
                     // names a block list, it says nothing about the message's content
-                    (m.start() == 0 || !is_word_byte(text[m.start() - 1]))
-                        && !(m.start() > 0 && text[m.start() - 1] == b'.')
-                        && !in_domain_name(text, m.end())
+                    let before = m.start().checked_sub(1).map(|i| text[i]);
+                    before.is_none_or(|b| !is_word_byte(b) && b != b'.') && !in_domain_name(text, m.end())
                 }
                 Fit::ZoneAfter => {
                     let rest = &text[m.end()..];

@@ -487,3 +487,38 @@ pub fn run(args: &[&str]) -> (ExitStatus, String, String) {
     let out = Command::new(BIN).args(args).output().unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"));
     (out.status, String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
+
+/// The DNS lab of `lab/dns/` (NSD, Knot, BIND, Unbound): started once per test binary
+/// (`lab.sh start` is idempotent across binaries); returns (resolver, port).
+pub fn dns_lab() -> (String, u16) {
+    static LAB: std::sync::OnceLock<(String, u16)> = std::sync::OnceLock::new();
+    LAB.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("lab/dns/lab.sh");
+        let out = Command::new(&script).arg("start").output().expect("run lab/dns/lab.sh");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "the DNS lab did not start:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
+        let get = |k: &str| text.lines().find_map(|l| l.strip_prefix(k)).map(str::to_string).unwrap_or_default();
+        (get("LAB_RESOLVER="), get("LAB_PORT=").parse().expect("LAB_PORT"))
+    })
+    .clone()
+}
+
+/// One name of `lab/dns/expected.toml`: the checks that must fail and the DKIM
+/// selectors the test configuration asks for.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct LabExpectation {
+    pub fail: Vec<String>,
+    #[serde(default)]
+    pub dkim_selectors: Vec<String>,
+}
+
+/// `lab/dns/expected.toml`, by monitored name.
+pub fn lab_expectations() -> BTreeMap<String, LabExpectation> {
+    #[derive(serde::Deserialize)]
+    struct File {
+        domain: BTreeMap<String, LabExpectation>,
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("lab/dns/expected.toml");
+    let text = std::fs::read_to_string(path).expect("lab/dns/expected.toml");
+    toml::from_str::<File>(&text).expect("expected.toml parses").domain
+}
