@@ -94,6 +94,9 @@ pub struct MaillogConfig {
     pub local_domains: Vec<String>,
     pub journal: bool,
     pub syslog_listen: Vec<SyslogListen>,
+    /// `paths` was not configured and holds the default `/var/log/mail.log`.
+    #[serde(skip)]
+    pub paths_defaulted: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -471,6 +474,7 @@ impl Config {
 
         // [maillog]
         let m = raw.maillog;
+        let paths_defaulted = m.paths.is_none() && m.journal != Some(true) && m.syslog_listen.is_empty();
         let paths = match m.paths {
             Some(p) => {
                 if p.get_ref().is_empty() && m.journal != Some(true) && m.syslog_listen.is_empty() {
@@ -619,6 +623,7 @@ impl Config {
                 local_domains,
                 journal: m.journal.unwrap_or(false),
                 syslog_listen,
+                paths_defaulted,
             },
             dns: DnsConfig { interval, timeout, concurrency, resolvers, port: dns_port, smtp_probe_port, domains },
         })
@@ -694,6 +699,10 @@ impl Config {
         }
         if o.maillog_journal {
             self.maillog.journal = true;
+            // the journal replaces the default file; configured files stay
+            if self.maillog.paths_defaulted && o.maillog_paths.is_empty() {
+                self.maillog.paths.clear();
+            }
         }
         if !o.dns_domains.is_empty() {
             let mut domains = Vec::new();
@@ -799,6 +808,16 @@ mod tests {
         assert_eq!(c.dns.port, 53);
         assert_eq!(c.maillog.max_hosts, 64);
         assert!(!c.maillog.default_host.is_empty());
+    }
+
+    #[test]
+    fn journal_flag_replaces_only_the_default_path() {
+        let mut c = Config::parse("", "t").unwrap();
+        c.apply(&Overrides { maillog_journal: true, ..Overrides::default() }).unwrap();
+        assert!(c.maillog.journal && c.maillog.paths.is_empty());
+        let mut c = Config::parse("[maillog]\npaths = [\"/var/log/maillog\"]\n", "t").unwrap();
+        c.apply(&Overrides { maillog_journal: true, ..Overrides::default() }).unwrap();
+        assert_eq!(c.maillog.paths, vec!["/var/log/maillog"]);
     }
 
     #[test]

@@ -98,11 +98,11 @@ pub fn rfc3339_now() -> String {
     rfc3339(now.as_secs() as i64, now.subsec_millis())
 }
 
-/// Formats Unix seconds as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
-pub fn rfc3339(secs: i64, millis: u32) -> String {
+/// Unix seconds as a UTC calendar date and time: (year, month, day, hour, minute,
+/// second), proleptic Gregorian (after Howard Hinnant's civil-from-days).
+pub fn civil(secs: i64) -> (i64, i64, i64, i64, i64, i64) {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
-    // civil-from-days (proleptic Gregorian), after H. Hinnant's algorithm
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -112,7 +112,13 @@ pub fn rfc3339(secs: i64, millis: u32) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    (year, month, day, rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Formats Unix seconds as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+pub fn rfc3339(secs: i64, millis: u32) -> String {
+    let (year, month, day, h, m, s) = civil(secs);
+    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{millis:03}Z")
 }
 
 #[cfg(test)]
