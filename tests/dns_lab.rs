@@ -114,6 +114,10 @@ fn check_text_explains_the_incident_and_exit_codes_follow_severity() {
     let (status, stdout, _) = run(&["check", &cfg_arg, "fixed.test"]);
     assert_eq!(status.code(), Some(0), "{stdout}");
     assert!(!stdout.contains("FAIL"), "{stdout}");
+    // a domain that does not exist: nothing to ask, and that is critical
+    let (status, stdout, _) = run(&["check", &cfg_arg, "nosuchdomain.test"]);
+    assert_eq!(status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("FAIL no_working_nameserver (critical): nosuchdomain.test does not exist: the resolvers answer NXDOMAIN (the closest enclosing zone is test)"), "{stdout}");
     // an info-level failure alone exits 0
     let (status, stdout, _) = run(&["check", &cfg_arg, "fields.test"]);
     assert!(stdout.contains("FAIL soa_fields_mismatch (info)"), "{stdout}");

@@ -399,7 +399,12 @@ pub async fn snapshot(prober: &Prober, settings: &Settings, config: &DomainConfi
     let zone = match find_zone(prober, resolvers, &domain).await {
         Ok((zone, nx)) => {
             if nx {
-                snap.notes.push(format!("{domain} does not exist (NXDOMAIN); its enclosing zone is {zone}"));
+                // nothing of the domain to ask anyone about: its zone's servers (or a
+                // TLD's, or the root's) say only that it does not exist
+                snap.notes.push(format!("{domain} does not exist (NXDOMAIN); the closest enclosing zone is {zone}"));
+                snap.nxdomain = true;
+                snap.zone = Some(zone);
+                return snap;
             }
             zone
         }

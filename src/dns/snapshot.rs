@@ -133,6 +133,8 @@ pub struct Snapshot {
     pub mx_hosts: BTreeMap<String, HostLookup>,
     /// Problems met while discovering, in words.
     pub notes: Vec<String>,
+    /// The resolvers say the domain does not exist; discovery stopped there.
+    pub nxdomain: bool,
     /// What the mail policy checks need beyond the servers' TXT answers.
     pub policy: Policy,
 }

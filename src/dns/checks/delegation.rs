@@ -11,6 +11,12 @@ use crate::dns::snapshot::{Snapshot, Standing, in_zone, list};
 /// zone cannot be resolved at all (RFC 1034 §4.1).
 pub fn no_working_nameserver(s: &Snapshot, _: &DomainConfig) -> Option<Verdict> {
     let zone = s.zone.as_ref()?;
+    if s.nxdomain {
+        return Some(Verdict::Fail(format!(
+            "{} does not exist: the resolvers answer NXDOMAIN (the closest enclosing zone is {zone}), so no server serves it",
+            s.domain
+        )));
+    }
     let up = s.up().count();
     Some(verdict(
         up == 0,
@@ -283,6 +289,19 @@ mod tests {
                 ),
             "{v:?}"
         );
+    }
+
+    #[test]
+    fn a_domain_that_does_not_exist() {
+        let s = crate::dns::snapshot::Snapshot {
+            domain: "nxdomain.test".into(),
+            zone: Some("test".into()),
+            nxdomain: true,
+            ..Default::default()
+        };
+        let v = no_working_nameserver(&s, &cfg()).unwrap();
+        assert!(v.failed() && v.message().starts_with("nxdomain.test does not exist"), "{v:?}");
+        assert!(crate::dns::checks::evaluate(&s, &cfg()).iter().all(|c| c.check == "no_working_nameserver"));
     }
 
     #[test]

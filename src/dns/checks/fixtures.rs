@@ -117,6 +117,7 @@ pub fn good() -> Snapshot {
         )]
         .into(),
         notes: vec![],
+        nxdomain: false,
         policy: good_policy(),
     }
 }
