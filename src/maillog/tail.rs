@@ -4,8 +4,10 @@
 //! a line at [`MAX_LINE`] bytes and reports the cut. [`FileTail`] follows one path
 //! by polling, the way mtail and `tail -F` do, and survives:
 //!
-//! - **rename + create** (logrotate `create`): the old file is read to its end, then
-//!   the new file at the path is read from its beginning;
+//! - **rename + create** (logrotate `create`): the new file at the path is read from
+//!   its beginning, and the old one stays open and is read first on every poll until
+//!   it has been quiet for [`ROTATE_WAIT`]: a syslog daemon goes on writing to the
+//!   renamed file until logrotate's postrotate HUP reaches it;
 //! - **delete + recreate**: the same, once a new file appears at the path;
 //! - **copytruncate**: the size drops below the read position, so reading restarts
 //!   at 0. Lines written between logrotate's copy and its truncate are in the copy
@@ -21,11 +23,15 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::config::Start;
 
 /// Lines longer than this are cut to this length (the rest is dropped).
 pub const MAX_LINE: usize = 64 * 1024;
+/// How long a rotated-away file is still read after its last growth (fluent-bit calls
+/// this `rotate_wait`): the writer may not have reopened the path yet.
+pub const ROTATE_WAIT: Duration = Duration::from_secs(5);
 /// Bytes read per `read` call.
 const CHUNK: usize = 64 * 1024;
 
@@ -122,6 +128,15 @@ pub enum TailEvent {
     Error(String),
 }
 
+/// A file rotated away from the path, still read until it stays quiet.
+#[derive(Debug)]
+struct Draining {
+    file: File,
+    splitter: LineSplitter,
+    /// When it last grew (or was rotated away).
+    active: Instant,
+}
+
 /// Follows one path.
 #[derive(Debug)]
 pub struct FileTail {
@@ -137,9 +152,18 @@ pub struct FileTail {
     state: TailState,
     buf: Vec<u8>,
     last_error: Option<String>,
+    /// The previous file after a rotation, while it may still grow.
+    draining: Option<Draining>,
+    rotate_wait: Duration,
 }
 
 impl FileTail {
+    /// Sets how long a rotated-away file is still read after it last grew.
+    pub fn with_rotate_wait(mut self, wait: Duration) -> FileTail {
+        self.rotate_wait = wait;
+        self
+    }
+
     pub fn new(path: impl Into<PathBuf>, start: Start) -> FileTail {
         FileTail {
             path: path.into(),
@@ -152,6 +176,8 @@ impl FileTail {
             state: TailState::Starting,
             buf: vec![0; CHUNK],
             last_error: None,
+            draining: None,
+            rotate_wait: ROTATE_WAIT,
         }
     }
 
@@ -174,6 +200,8 @@ impl FileTail {
     /// Reads what is new and follows rotation. `emit(line, truncated)` gets each
     /// line; `notice` gets events worth logging or counting.
     pub fn poll(&mut self, emit: &mut dyn FnMut(&[u8], bool), notice: &mut dyn FnMut(TailEvent)) {
+        // what the writer still put into the previous file came before the new one's lines
+        self.drain(emit, false);
         if self.file.is_some()
             && let Err(e) = self.read_to_end(emit)
         {
@@ -193,9 +221,13 @@ impl FileTail {
             Ok(meta) => {
                 let id = (meta.dev(), meta.ino());
                 if self.file.is_some() && id != self.id {
-                    // rotated: the old file was read to its end above
-                    self.splitter.flush(emit);
-                    self.file = None;
+                    // rotated: the old file was read to its end above and keeps being
+                    // read until it is quiet; an older one still draining is closed now
+                    self.drain(emit, true);
+                    if let Some(file) = self.file.take() {
+                        let splitter = std::mem::take(&mut self.splitter);
+                        self.draining = Some(Draining { file, splitter, active: Instant::now() });
+                    }
                     notice(TailEvent::Rotated);
                     self.open(emit, notice);
                 } else if self.file.is_some() && meta.len() < self.pos {
@@ -220,10 +252,33 @@ impl FileTail {
     /// Reads the rest of the input and flushes an unfinished last line (used when
     /// stopping).
     pub fn finish(&mut self, emit: &mut dyn FnMut(&[u8], bool)) {
+        self.drain(emit, true);
         if self.file.is_some() {
             let _ = self.read_to_end(emit);
         }
         self.splitter.flush(emit);
+    }
+
+    /// Reads what the rotated-away file gained; closes it (emitting an unfinished last
+    /// line) when `close` or when it has been quiet for the rotate wait.
+    fn drain(&mut self, emit: &mut dyn FnMut(&[u8], bool), close: bool) {
+        let Some(d) = self.draining.as_mut() else { return };
+        let grew = match read_all_from(&mut d.file, &mut self.buf, &mut d.splitter, emit) {
+            Ok(n) => n > 0,
+            Err(_) => false,
+        };
+        if grew {
+            d.active = Instant::now();
+        }
+        if close || d.active.elapsed() >= self.rotate_wait {
+            d.splitter.flush(emit);
+            self.draining = None;
+        }
+    }
+
+    /// A rotated-away file is still being read.
+    pub fn draining(&self) -> bool {
+        self.draining.is_some()
     }
 
     fn fail(&mut self, msg: String, notice: &mut dyn FnMut(TailEvent)) {
@@ -266,16 +321,29 @@ impl FileTail {
 
     fn read_to_end(&mut self, emit: &mut dyn FnMut(&[u8], bool)) -> io::Result<()> {
         let Some(file) = self.file.as_mut() else { return Ok(()) };
-        loop {
-            let n = match file.read(&mut self.buf) {
-                Ok(0) => return Ok(()),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            self.pos += n as u64;
-            self.splitter.feed(&self.buf[..n], emit);
-        }
+        let n = read_all_from(file, &mut self.buf, &mut self.splitter, emit)?;
+        self.pos += n;
+        Ok(())
+    }
+}
+
+/// Reads `file` to its end through `splitter`; returns the bytes read.
+fn read_all_from(
+    file: &mut File,
+    buf: &mut [u8],
+    splitter: &mut LineSplitter,
+    emit: &mut dyn FnMut(&[u8], bool),
+) -> io::Result<u64> {
+    let mut total = 0u64;
+    loop {
+        let n = match file.read(buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        total += n as u64;
+        splitter.feed(&buf[..n], emit);
     }
 }
 
@@ -387,6 +455,34 @@ mod tests {
         let (lines, events) = poll(&mut t);
         assert_eq!(lines, vec!["d"]);
         assert!(events.contains(&TailEvent::Rotated));
+    }
+
+    #[test]
+    fn the_rotated_file_is_read_until_the_writer_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("mail.log");
+        append(&p, "a\n");
+        let mut t = FileTail::new(&p, Start::Beginning).with_rotate_wait(Duration::from_millis(300));
+        assert_eq!(poll(&mut t).0, vec!["a"]);
+        // the writer keeps its descriptor until logrotate's postrotate HUP
+        let mut old = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+        std::fs::rename(&p, dir.path().join("mail.log.1")).unwrap();
+        std::fs::File::create(&p).unwrap();
+        let (lines, events) = poll(&mut t);
+        assert!(lines.is_empty() && events.contains(&TailEvent::Rotated));
+        old.write_all(b"b\n").unwrap();
+        old.write_all(b"unfinished").unwrap();
+        append(&p, "c\n");
+        // the old file's line first: it was written before the new file's
+        assert_eq!(poll(&mut t).0, vec!["b", "c"]);
+        assert!(t.draining());
+        std::thread::sleep(Duration::from_millis(350));
+        // quiet long enough: closed, its unfinished line flushed
+        assert_eq!(poll(&mut t).0, vec!["unfinished"]);
+        assert!(!t.draining());
+        old.write_all(b" too late\n").unwrap();
+        append(&p, "d\n");
+        assert_eq!(poll(&mut t).0, vec!["d"]);
     }
 
     #[test]
