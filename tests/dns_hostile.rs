@@ -330,7 +330,6 @@ impl World {
         Settings {
             resolvers: vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 98, 53)), self.port)],
             port: self.port,
-            txt_names: vec!["".to_string(), "_dmarc".to_string()],
             smtp_probe_port: 25,
         }
     }

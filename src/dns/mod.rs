@@ -47,13 +47,13 @@ pub fn policy_txt_names() -> Vec<String> {
     ["", "_dmarc", "_mta-sts", "_smtp._tls"].map(str::to_string).to_vec()
 }
 
-/// The TXT names a round asks for one domain: the policy names, `extra` (the
-/// round's [`round::Settings::txt_names`]), and `<selector>._domainkey` for each
-/// of the domain's DKIM selectors (RFC 6376 §3.6.2.1), without repeats.
-pub fn domain_txt_names(extra: &[String], config: &config::DomainConfig) -> Vec<String> {
+/// The TXT names a round asks every server of one domain for, relative to the
+/// domain: the policy names and `<selector>._domainkey` for each of the domain's
+/// DKIM selectors (RFC 6376 §3.6.2.1), without repeats.
+pub fn domain_txt_names(config: &config::DomainConfig) -> Vec<String> {
     let mut names = policy_txt_names();
     let selectors = config.dkim_selectors.iter().map(|s| format!("{}._domainkey", s.to_ascii_lowercase()));
-    for n in extra.iter().cloned().chain(selectors) {
+    for n in selectors {
         if !names.contains(&n) {
             names.push(n);
         }
@@ -72,8 +72,8 @@ mod tests {
             smtp_probe: false,
         };
         assert_eq!(
-            super::domain_txt_names(&["".into(), "_dmarc".into(), "_extra".into()], &d),
-            vec!["", "_dmarc", "_mta-sts", "_smtp._tls", "_extra", "default._domainkey", "s2._domainkey"]
+            super::domain_txt_names(&d),
+            vec!["", "_dmarc", "_mta-sts", "_smtp._tls", "default._domainkey", "s2._domainkey"]
         );
     }
 

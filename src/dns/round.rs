@@ -35,11 +35,6 @@ pub struct Settings {
     pub resolvers: Vec<SocketAddr>,
     /// Port of the authoritative servers.
     pub port: u16,
-    /// TXT names to ask every authoritative server for, relative to the domain
-    /// (`""` = the domain itself, `"_dmarc"` = `_dmarc.<domain>`), for every domain.
-    /// A round adds the policy names and the domain's DKIM selectors
-    /// ([`crate::dns::domain_txt_names`]).
-    pub txt_names: Vec<String>,
     /// Port of the opt-in SMTP probe of apex addresses.
     pub smtp_probe_port: u16,
 }
@@ -391,7 +386,7 @@ async fn ns_names(prober: &Prober, resolvers: &[SocketAddr], zone: &str) -> Resu
 pub async fn snapshot(prober: &Prober, settings: &Settings, config: &DomainConfig) -> Snapshot {
     let domain = norm(&config.name);
     let resolvers = &settings.resolvers;
-    let txt_names = super::domain_txt_names(&settings.txt_names, config);
+    let txt_names = super::domain_txt_names(config);
     let txt_names = &txt_names;
     let mut snap = Snapshot { domain: domain.clone(), ..Snapshot::default() };
 
