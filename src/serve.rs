@@ -60,7 +60,7 @@ fn start_source(key: &str, config: &Config, mail: &Arc<MailState>) -> Result<Run
         spawn_path(path, config.maillog.start, mail.clone(), stop.clone())
             .map_err(|e| format!("cannot start the reader for {path}: {e}"))?
     } else if key == "journal" {
-        crate::maillog::journal::spawn(mail.clone(), stop.clone())
+        crate::maillog::journal::spawn(config.maillog.start, mail.clone(), stop.clone())
             .map_err(|e| format!("cannot follow the journal: {e}"))?
     } else {
         let listen = config

@@ -530,3 +530,24 @@ fn a_journalctl_that_exits_but_leaves_its_output_open() {
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(processes_running(&["sleep", "32.5"]), 0);
 }
+
+/// `start = "beginning"` reaches `serve`'s journal source: entries present before
+/// the exporter starts are counted.
+#[test]
+fn start_beginning_reads_what_is_already_in_the_journal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let jdir = tmp.path().join("journal");
+    std::fs::create_dir(&jdir).unwrap();
+    let cfg = config(tmp.path());
+    let lab = lab_lines();
+    let mut clock = 0;
+    let old: Vec<Entry> = lab.iter().map(|l| entry_of_line(l)).collect();
+    write_journal(&jdir, "old", &old, &mut clock);
+    let expected = replay(tmp.path(), &cfg, &lab);
+    let ex = start_with_env(
+        &["serve", &format!("--config.file={}", cfg.display()), "--maillog.start=beginning"],
+        &[("MAILROUTE_JOURNAL_ARGS", format!("--directory={}", jdir.display()))],
+    );
+    let text = wait_lines(&ex, lab.len() as u64);
+    assert_counts(&text, &expected, 1, "journal");
+}

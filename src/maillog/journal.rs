@@ -402,14 +402,9 @@ impl BoundedLines {
     }
 }
 
-/// Starts following the journal from its tail.
-pub fn spawn(state: Arc<MailState>, stop: Arc<Shutdown>) -> io::Result<SourceHandle> {
-    spawn_from(Start::End, state, stop)
-}
-
 /// Starts following the journal, from its tail or (`Start::Beginning`) from the
 /// beginning of the current boot.
-pub fn spawn_from(start: Start, state: Arc<MailState>, stop: Arc<Shutdown>) -> io::Result<SourceHandle> {
+pub fn spawn(start: Start, state: Arc<MailState>, stop: Arc<Shutdown>) -> io::Result<SourceHandle> {
     spawn_with(Settings::from_env(), start, state, stop)
 }
 
