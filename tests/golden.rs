@@ -189,7 +189,7 @@ fn exim_numbers() {
     assert_eq!(r("auth", "auth_failed", "permanent"), Some(1.0));
     assert_eq!(r("rcpt", "greylist", "temporary"), Some(1.0));
     assert_eq!(r("rcpt", "sender", "permanent"), Some(1.0)); // the "sender verify fail for" note is not counted
-    assert_eq!(r("other", "other", "unknown"), Some(1.0)); // dropped: too many unrecognized commands
+    assert_eq!(r("other", "protocol", "unknown"), Some(1.0)); // dropped: too many unrecognized commands
     assert_eq!(r("rcpt", "rbl", "permanent"), Some(1.0)); // [1/2] + [2/2]
     assert_eq!(v(&t, "mailroute_misroutes_total", &[("host", "exim-gw"), ("domain", "broken.test")]), Some(1.0));
     assert_eq!(v(&t, "mailroute_smtp_messages_accepted_total", &[("host", "exim-gw"), ("mta", "exim")]), Some(1.0));

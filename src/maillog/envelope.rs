@@ -6,6 +6,7 @@
 //! |---|---|
 //! | classic syslog (RFC 3164), day space- or zero-padded | `May  8 08:25:35 host prog[pid]: msg` |
 //! | with a facility/priority prefix | `<mail.info> May 28 08:25:35 host prog[pid]: msg`, `<22>May 28 …` |
+//! | with a facility.priority token after the timestamp (BSD syslogd `-v`/`-vv`, syslog-ng and rsyslog templates) | `Jun  1 12:00:00 <mail.info> mx1 prog[pid]: msg`, `Jun  1 12:00:00 <2.6> mx1 …` |
 //! | RFC 3339 (rsyslog high precision) | `2026-05-28T08:25:35.123456+00:00 host prog[pid]: msg` |
 //! | syslog-ng ISO date | `2026-05-28 08:25:35 host prog[pid]: msg` |
 //! | RFC 5424 | `<22>1 2026-05-28T08:25:35Z host postfix/smtpd 123 - - msg` |
@@ -59,6 +60,7 @@ pub fn parse(line: &[u8]) -> Option<Envelope<'_>> {
     }
 
     if let Some((ts, after)) = classic_timestamp(rest) {
+        let after = skip_facility_priority(after);
         return Some(host_and_tag(ts, after).unwrap_or(Envelope {
             timestamp: ts,
             host: None,
@@ -69,6 +71,7 @@ pub fn parse(line: &[u8]) -> Option<Envelope<'_>> {
         }));
     }
     if let Some((ts, after, sep)) = iso_timestamp(rest) {
+        let after = skip_facility_priority(after);
         if let Some(env) = host_and_tag(ts, after) {
             return Some(env);
         }
@@ -86,6 +89,25 @@ pub fn parse(line: &[u8]) -> Option<Envelope<'_>> {
     }
     // no timestamp: a journal export ("host prog[pid]: msg") or a bare "prog[pid]: msg"
     host_and_tag(b"", rest)
+}
+
+/// Skips a `<facility.priority> ` token written between the timestamp and the host:
+/// FreeBSD/NetBSD syslogd with `-v` writes the numbers (`<2.6>`), with `-vv` the
+/// names (`<mail.info>`, `fprintlog()`: `"<%s.%s> "`); syslog-ng and rsyslog
+/// templates with `<$FACILITY.$PRIORITY>` or `<%syslogfacility-text%.%syslogseverity-text%>`
+/// write the same. Anything else is left alone (a host name never starts with `<`).
+fn skip_facility_priority(s: &[u8]) -> &[u8] {
+    if s.first() != Some(&b'<') {
+        return s;
+    }
+    let Some(close) = s.iter().take(24).position(|&b| b == b'>') else { return s };
+    let inside = &s[1..close];
+    let Some(dot) = memchr::memchr(b'.', inside) else { return s };
+    let word = |w: &[u8]| !w.is_empty() && w.iter().all(u8::is_ascii_alphanumeric);
+    if !word(&inside[..dot]) || !word(&inside[dot + 1..]) || s.get(close + 1) != Some(&b' ') {
+        return s;
+    }
+    &s[close + 2..]
 }
 
 fn skip_spaces(s: &[u8]) -> &[u8] {
@@ -339,6 +361,36 @@ mod tests {
             ),
             ("<mail.info> May 28 08:25:35 h exim4[5]: m", "May 28 08:25:35", Some("h"), "exim4", Some("5"), "m", false),
             ("<22>May 28 08:25:35 h sendmail[5]: m", "May 28 08:25:35", Some("h"), "sendmail", Some("5"), "m", false),
+            // BSD syslogd -vv / -v: the facility.priority token after the timestamp
+            (
+                "Jun  1 12:00:00 <mail.info> mx1 postfix/smtpd[123]: m",
+                "Jun  1 12:00:00",
+                Some("mx1"),
+                "postfix/smtpd",
+                Some("123"),
+                "m",
+                false,
+            ),
+            ("Jun  1 12:00:00 <2.6> mx1 sm-mta[7]: m", "Jun  1 12:00:00", Some("mx1"), "sm-mta", Some("7"), "m", false),
+            (
+                "2026-06-01T12:00:00Z <mail.err> mx1 exim[7]: m",
+                "2026-06-01T12:00:00Z",
+                Some("mx1"),
+                "exim",
+                Some("7"),
+                "m",
+                false,
+            ),
+            // not a facility.priority token: no dot, or no space after it
+            (
+                "Jun  1 12:00:00 <mail> mx1 sm-mta[7]: m",
+                "Jun  1 12:00:00",
+                None,
+                "",
+                None,
+                "<mail> mx1 sm-mta[7]: m",
+                false,
+            ),
             (
                 "2026-05-28T08:25:35.123456+00:00 talon postfix/qmgr[9]: ABC: removed",
                 "2026-05-28T08:25:35.123456+00:00",

@@ -14,6 +14,11 @@
 //! 1xWkam-000745-2j H=x [1.2.3.4] F=<s@x> rejected after DATA: This message scored 12.1 spam points.
 //! 1xWkam-000745-2j H=x [1.2.3.4] F=<s@x> rejected during MIME ACL checks: bad attachment
 //! rejected EHLO from [1.2.3.4]: syntactically invalid argument(s): my_host
+//! rejected MAIL from [1.2.3.4]: no HELO/EHLO given                          (helo_required, no H=)
+//! temporarily rejected "EHLO helo.example" from x [1.2.3.4]                 (helo_verify_hosts, no H=)
+//! 1xWkam-000745-2j rejected from <s@x> H=x [1.2.3.4]: message too big: read=N max=M   (receive.c, DATA)
+//! too many recipients: message rejected: sender=<s@x> H=x [1.2.3.4]        (recipients_max)
+//! H=x [1.2.3.4] dropped by 'acl_check_rcpt' ACL: …                          (the ACL's name gives the stage)
 //! SMTP call from x [1.2.3.4] dropped: too many syntax or protocol errors (last command was "…")
 //! dovecot_login authenticator failed for (helo) [1.2.3.4]:5678: 535 Incorrect authentication data (set_id=u)
 //! 1xWkam-000745-2j <= s@x H=x [1.2.3.4] P=esmtps X=… S=479 id=…            (accepted)
@@ -128,6 +133,20 @@ pub fn parse<'a>(msg: &'a [u8], classifier: &Classifier) -> Event<'a> {
     {
         return Event::Other;
     }
+    // recipients_max: "too many recipients: message rejected: sender=<s> H=…" (552) or
+    // "too many recipients: excess temporarily rejected: sender=<s> H=…" (452)
+    if let Some(rest) = msg.strip_prefix(b"too many recipients: ")
+        && has_field(msg, b"H=")
+    {
+        let temporarily = rest.starts_with(b"excess temporarily");
+        return Event::Reject(Reject {
+            stage: Stage::Rcpt,
+            class: if temporarily { Class::Temporary } else { Class::Permanent },
+            reason: classifier.classify(b"too many recipients", None, Hints::for_stage(Stage::Rcpt)),
+            recipient: None,
+            client: host_field(msg),
+        });
+    }
     if let Some(i) = memchr::memmem::find(msg, b"rejected ")
         && (i == 0 || msg[i - 1] == b' ')
         && let Some(event) = rejected(msg, i, classifier)
@@ -167,10 +186,13 @@ pub fn parse<'a>(msg: &'a [u8], classifier: &Classifier) -> Event<'a> {
         && memchr::memmem::find(&msg[i..], b"' ACL").is_some()
     {
         let text = memchr::memmem::find(&msg[i..], b" ACL: ").map_or(&b""[..], |j| &msg[i + j + 6..]);
+        let name = &msg[i + 13..];
+        let name = &name[..memchr::memchr(b'\'', name).unwrap_or(name.len())];
         let (code, enhanced, text) = split_reply(text);
-        let hints = Hints { acl_dropped: true, ..Hints::default() };
+        let stage = acl_stage(name);
+        let hints = Hints { acl_dropped: true, ..Hints::for_stage(stage) };
         return Event::Reject(Reject {
-            stage: Stage::Other,
+            stage,
             class: class_of(code, enhanced),
             reason: classifier.classify(text, enhanced, hints),
             recipient: None,
@@ -178,6 +200,34 @@ pub fn parse<'a>(msg: &'a [u8], classifier: &Classifier) -> Event<'a> {
         });
     }
     Event::Other
+}
+
+/// The stage an ACL's name stands for: Exim's own names (`connect`, `helo`, `mail`,
+/// `rcpt`, `predata`, `data`, `mime`, `dkim`, `prdr`, `auth`) or a configured name
+/// that contains one (`acl_check_rcpt`, `acl_smtp_connect`, `check_data`); anything
+/// else is `other` (reasons.md §2, "the ACL's name as the stage" is our reading).
+fn acl_stage(name: &[u8]) -> Stage {
+    const TABLE: &[(&[u8], Stage)] = &[
+        (b"connect", Stage::Connect),
+        (b"helo", Stage::Helo),
+        (b"ehlo", Stage::Helo),
+        (b"rcpt", Stage::Rcpt),
+        (b"mailauth", Stage::Mail),
+        (b"auth", Stage::Auth),
+        (b"mail", Stage::Mail),
+        (b"data", Stage::Data),
+        (b"mime", Stage::Data),
+        (b"dkim", Stage::Data),
+        (b"prdr", Stage::Data),
+    ];
+    if name.len() > 64 {
+        return Stage::Other;
+    }
+    let lower = name.to_ascii_lowercase();
+    TABLE
+        .iter()
+        .find(|(word, _)| memchr::memmem::find(&lower, word).is_some())
+        .map_or(Stage::Other, |&(_, stage)| stage)
 }
 
 /// The flag after a message id (`<=`, `=>`, `->`, `*>`, `**`, `==`), if the line has one.
@@ -223,9 +273,25 @@ fn rejected<'a>(msg: &'a [u8], at: usize, classifier: &Classifier) -> Option<Eve
     // it after the verb in "rejected MAIL FROM:<s> H=…: message too big: …" and in
     // the synchronization errors; "rejected EHLO from [1.2.3.4]: syntactically
     // invalid argument(s): …" has no H= at all.
-    let interactive = has_field(msg, b"H=")
-        || has_field(msg, b"U=")
-        || (at == 0 && (what_and_text.starts_with(b"EHLO from ") || what_and_text.starts_with(b"HELO from ")));
+    // Built-in rejects that name the host without `H=` (smtp_in.c, host_and_ident(FALSE)):
+    // "rejected MAIL from [1.2.3.4]: no HELO/EHLO given" (helo_required, a session
+    // without HELO) and "[temporarily ]rejected \"EHLO name\" from [1.2.3.4]"
+    // (helo_verify_hosts).
+    let lead = at == 0 || before == b"temporarily ";
+    let hostless = lead
+        && (what_and_text.starts_with(b"EHLO from ")
+            || what_and_text.starts_with(b"HELO from ")
+            || what_and_text.starts_with(b"MAIL from ")
+            || ((what_and_text.starts_with(b"\"EHLO ") || what_and_text.starts_with(b"\"HELO "))
+                && memchr::memmem::find(what_and_text, b"\" from ").is_some()));
+    // receive.c's size reject during DATA, "rejected from <s> H=…: message too big:
+    // read=N max=M", counts only from a host: with U= alone it is local -bm input.
+    let size_from_host = what_and_text.starts_with(b"from <") && has_field(msg, b"H=");
+    let interactive = if what_and_text.starts_with(b"from <") {
+        size_from_host
+    } else {
+        has_field(msg, b"H=") || has_field(msg, b"U=") || hostless
+    };
     if !interactive {
         return Some(Event::Other);
     }
@@ -256,7 +322,11 @@ fn rejected<'a>(msg: &'a [u8], at: usize, classifier: &Classifier) -> Option<Eve
     let mut hints = Hints::for_stage(stage);
     hints.fallback = fallback;
     hints.content_check = what_part.starts_with(b"by local_scan");
-    let client = host_field(msg).or_else(|| what_part.split(|&b| b == b' ').nth(2));
+    let client = host_field(msg).or_else(|| {
+        memchr::memmem::find(what_part, b" from ")
+            .map(|i| &what_part[i + 6..])
+            .or_else(|| what_part.split(|&b| b == b' ').nth(2))
+    });
     Some(Event::Reject(Reject { stage, class, reason: classifier.classify(text, enhanced, hints), recipient, client }))
 }
 
@@ -301,6 +371,9 @@ fn what(w: &[u8]) -> Option<(Stage, Option<Reason>)> {
         (b"connection", Stage::Connect, Some(Reason::AccessDb)),
         (b"EHLO", Stage::Helo, Some(Reason::Helo)),
         (b"HELO", Stage::Helo, Some(Reason::Helo)),
+        (b"\"EHLO", Stage::Helo, Some(Reason::Helo)),
+        (b"\"HELO", Stage::Helo, Some(Reason::Helo)),
+        (b"from <", Stage::Data, None),
         (b"after DATA", Stage::Data, None),
         (b"DATA", Stage::Data, None),
         (b"during MIME", Stage::Data, None),
@@ -533,13 +606,13 @@ mod tests {
             ),
             (
                 "SMTP call from x [192.0.2.1] dropped: too many nonmail commands (last was \"RSET\")",
-                (S::Other, Unknown, R::Other, None),
+                (S::Other, Unknown, R::Protocol, None),
             ),
             (
                 "dovecot_login authenticator failed for (User) [192.0.2.1]:61234: 535 Incorrect authentication data (set_id=a@b)",
                 (S::Auth, Permanent, R::AuthFailed, None),
             ),
-            ("H=x [192.0.2.1] dropped by 'check_connect' ACL", (S::Other, Unknown, R::AccessDb, None)),
+            ("H=x [192.0.2.1] dropped by 'check_connect' ACL", (S::Connect, Unknown, R::AccessDb, None)),
             (
                 "U=root F=<s@x> rejected RCPT <a@b>: relay not permitted",
                 (S::Rcpt, Permanent, R::RelayDenied, Some("a@b")),

@@ -14,6 +14,7 @@
 //! proxy-reject: END-OF-MESSAGE: 554 5.7.1 …; from=<…> to=<…> proto=ESMTP helo=<…>   (smtpd_proxy_filter; no queue id)
 //! reject: connect from [1.2.3.4]:5678: all screening ports busy                  (postscreen; no queue id)
 //! warning: host[1.2.3.4]: SASL LOGIN authentication failed: UGFzc3dvcmQ6
+//! warning: unknown[1.2.3.4]:55729: SASL LOGIN authentication failed: …   (smtpd_client_port_logging)
 //! warning: Connection rate limit exceeded: 31 from host[1.2.3.4] for service smtp   (anvil, via smtpd)
 //! 3D5E0512: client=host[1.2.3.4]                                                  (accepted)
 //! ```
@@ -285,9 +286,10 @@ fn warning<'a>(rest: &'a [u8], classifier: &Classifier) -> Event<'a> {
             });
         }
     }
-    // "host[ip]: SASL LOGIN authentication failed: …"
+    // "host[ip]: SASL LOGIN authentication failed: …", or "host[ip]:port: SASL …"
+    // with smtpd_client_port_logging = yes (smtpd_sasl_glue.c logs state->namaddr)
     if let Some(i) = memchr::memmem::find(rest, b": SASL ") {
-        let client = &rest[..i];
+        let client = without_port(&rest[..i]);
         let text = &rest[i + 2..];
         if client.ends_with(b"]")
             && !client.contains(&b' ')
@@ -304,6 +306,20 @@ fn warning<'a>(rest: &'a [u8], classifier: &Classifier) -> Event<'a> {
         }
     }
     Event::Other
+}
+
+/// `host[ip]:port` → `host[ip]` (the port only when it is all digits).
+fn without_port(client: &[u8]) -> &[u8] {
+    match memchr::memrchr(b']', client) {
+        Some(close)
+            if client.get(close + 1) == Some(&b':')
+                && client.len() > close + 2
+                && client[close + 2..].iter().all(u8::is_ascii_digit) =>
+        {
+            &client[..=close]
+        }
+        _ => client,
+    }
 }
 
 #[cfg(test)]
@@ -440,6 +456,12 @@ mod tests {
             (
                 "postfix-mx/submission/smtpd",
                 "warning: unknown[192.0.2.9]: SASL LOGIN authentication failed: UGFzc3dvcmQ6",
+                (S::Auth, Unknown, R::AuthFailed, None),
+            ),
+            (
+                // smtpd_client_port_logging = yes: the client carries its port
+                "postfix/smtpd",
+                "warning: unknown[192.0.2.1]:55729: SASL LOGIN authentication failed: UGFzc3dvcmQ6",
                 (S::Auth, Unknown, R::AuthFailed, None),
             ),
             (

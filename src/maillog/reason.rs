@@ -115,6 +115,10 @@ const RULES: &[Rule] = &[
     r("tls handshake failed", Reason::TlsRequired),
     r("certificate not verified", Reason::TlsRequired),
     r("unacceptable cipher", Reason::TlsRequired),
+    // ours (README readings): "530 You must encrypt …" ACL texts, and Exim's built-in
+    // "rejected MAIL from …: not using TLS" (host_must_use_tls)
+    r("must encrypt", Reason::TlsRequired),
+    r("not using tls", Reason::TlsRequired),
     // 12 auth_failed (RFC 4954); AUTH failure lines come as a hint
     r("authentication failed", Reason::AuthFailed),
     r("authenticator failed", Reason::AuthFailed),
@@ -136,6 +140,10 @@ const RULES: &[Rule] = &[
     r("multi-recipient bounce", Reason::Protocol),
     r("no helo/ehlo given", Reason::Protocol),
     r("failing address in", Reason::Protocol),
+    // ours (README readings): Exim's command floods, "SMTP call from … dropped: too many
+    // nonmail commands" / "too many unrecognized commands" (smtp_in.c)
+    r("nonmail commands", Reason::Protocol),
+    r("unrecognized commands", Reason::Protocol),
     // 15 local_error
     r("temporary lookup failure", Reason::LocalError),
     r("temporary lookup error", Reason::LocalError),
