@@ -36,7 +36,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 echo "building the release binary" >&2
-cargo build --release --locked -q
+cargo build --release --locked -q --bins --example gen
 
 timeout 600 python3 bench/compare.py "$@"
 echo

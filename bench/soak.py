@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Soak: millions of lines through a tailed file, with 64 hosts and 200 domains.
 
-Run through bench/soak.sh. The input is bench/gen.py's mixed log (5M lines by
+Run through bench/soak.sh. The input is the project generator's mixed log
+(examples/gen/, 5M lines by
 default), post-processed so its lines are spread over 64 syslog host names (each
 original host and pid maps to one of h00..h63, so an SMTP session stays on one
 host), and the 200 recipient domains most often refused with "relay denied" are
@@ -34,7 +35,8 @@ import benchlib as bl  # noqa: E402
 
 HOSTS = 64
 DOMAINS = 200
-ENV = re.compile(rb"^(\w{3} [ \d]\d \d\d:\d\d:\d\d) (\S+) ([^\[ ]+)\[(\d+)\]: ")
+# classic syslog (with the optional <facility.priority> token) or RFC 3339 envelopes
+ENV = re.compile(rb"^(\w{3} [ \d]\d \d\d:\d\d:\d\d(?: <[\w.]+>)?|\d{4}-\d\d-\d\dT\S+) (\S+) ([^\[ ]+)\[(\d+)\]: ")
 RELAY_RCPT = re.compile(rb"(?:to=<|arg1=<|RCPT <)[^>@]*@([^>]+)>")
 
 
@@ -47,7 +49,7 @@ def prepare(workdir, lines, seed):
         m = json.load(open(meta))
         if m.get("lines") == lines and m.get("seed") == seed and os.path.getsize(out) == m.get("bytes"):
             return out, m["lines"], m["domains"]
-    print("generating %d lines (bench/gen.py --mix mixed --seed %d)" % (lines, seed), file=sys.stderr, flush=True)
+    print("generating %d lines (examples/gen --mix mixed --seed %d)" % (lines, seed), file=sys.stderr, flush=True)
     bl.generate(base, lines, "mixed", seed=seed)
     print("spreading them over %d hosts" % HOSTS, file=sys.stderr, flush=True)
     relay = collections.Counter()

@@ -10,5 +10,5 @@
 # which is generated once (about a minute) and reused.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --locked -q
+cargo build --release --locked -q --bins --example gen
 exec python3 bench/soak.py "$@"
