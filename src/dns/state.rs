@@ -510,6 +510,35 @@ impl Collector for DnsCollector {
         )?;
         family(
             &mut encoder,
+            "mailroute_dns_dnssec_signed",
+            "1 when the parent zone has DS records for the domain's zone, 0 when it has none",
+            r,
+            |d, r, emit| match r.snapshot.as_ref().and_then(|s| s.dnssec.as_ref()).map(|x| &x.ds) {
+                Some(super::snapshot::Lookup::Found(ds)) => {
+                    emit(&[("domain", d)], if ds.is_empty() { 0.0 } else { 1.0 })
+                }
+                Some(super::snapshot::Lookup::Void { .. }) => emit(&[("domain", d)], 0.0),
+                _ => Ok(()),
+            },
+        )?;
+        family(
+            &mut encoder,
+            "mailroute_dns_rrsig_expiry_timestamp_seconds",
+            "Unix time at which the earliest RRSIG the server serves over SOA, NS, DNSKEY, MX or the apex A/AAAA/TXT expires",
+            r,
+            |d, r, emit| {
+                let Some(x) = r.snapshot.as_ref().and_then(|s| s.dnssec.as_ref()) else { return Ok(()) };
+                for s in &x.servers {
+                    let Some(t) = s.earliest_expiration() else { continue };
+                    addr.clear();
+                    let _ = write!(addr, "{}", s.address);
+                    emit(&[("domain", d), ("nameserver", s.name.as_str()), ("address", addr.as_str())], t as f64)?;
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            &mut encoder,
             "mailroute_dns_last_check_timestamp_seconds",
             "Unix time at which the last complete round for the domain ended",
             r,
