@@ -267,7 +267,21 @@ fn serve_exports_the_same_verdicts_as_metrics() {
     let msgs: Vec<&str> =
         incident["failing_checks"].as_array().expect("failing").iter().filter_map(|c| c["message"].as_str()).collect();
     assert!(msgs.iter().any(|m| m.contains("apex address 127.0.54.2 that no MX host has")), "{msgs:?}");
+    let domain = |name: &str| {
+        doc["dns"]["domains"].as_array().expect("domains").iter().find(|d| d["domain"] == name).cloned().expect(name)
+    };
+    assert_eq!(domain("signed.test")["dnssec_signed"], true);
+    assert_eq!(domain("fixed.test")["dnssec_signed"], false);
+    let stripped = domain("sigstripped.test");
+    let keys: Vec<(&str, u64)> = stripped["servers"]
+        .as_array()
+        .expect("servers")
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap_or(""), s["dnskeys"].as_u64().unwrap_or(99)))
+        .collect();
+    assert_eq!(keys, vec![("ns1.sigstripped.test", 2), ("ns2.sigstripped.test", 0)]);
     let html = ex.get("/").text();
+    assert!(html.contains("2 keys, RRSIGs expire 20") && html.contains("<td>unsigned</td>"), "{html}");
     assert!(
         html.contains("apex_mx_mismatch") && html.contains("senders that fall back to the apex A record deliver there"),
         "{html}"
