@@ -820,6 +820,9 @@ mod tests {
         assert_eq!(c.maillog.paths, vec![DEFAULT_LOG_PATH]);
         assert_eq!(c.web.listen_address.port, 2553);
         assert_eq!(c.dns.interval, Duration::from_secs(300));
+        assert_eq!(c.dns.dnssec_expiry_warning, Duration::from_secs(7 * 86400));
+        let w = Config::parse("[dns]\ndnssec_expiry_warning = \"3d12h\"\n", "c").expect("valid");
+        assert_eq!(w.dns.dnssec_expiry_warning, Duration::from_secs(3 * 86400 + 12 * 3600));
         assert_eq!(c.dns.port, 53);
         assert_eq!(c.maillog.max_hosts, 64);
         assert!(!c.maillog.default_host.is_empty());
