@@ -380,6 +380,33 @@ mod tests {
     }
 
     #[test]
+    fn hostile_keys_and_signatures_fail_without_panicking() {
+        use hickory_proto::dnssec::{Algorithm, PublicKeyBuf};
+        let zone = name("signed.test.");
+        let set = mx_set();
+        for alg in [8u8, 13, 15, 14, 200] {
+            let real = Key::new(if matches!(alg, 8 | 15) { alg } else { 13 }, 256);
+            let good = real.sign(&zone, &zone, RecordType::MX, &set, 0, u32::MAX);
+            // key material of the wrong length or shape, under the signature's own tag
+            for bytes in [vec![], vec![0u8; 3], vec![0xffu8; 600]] {
+                let junk = DNSKEY::with_flags(256, PublicKeyBuf::new(bytes, Algorithm::from_u8(alg)));
+                let r = check_rrset(&zone, &zone, RecordType::MX, &set, std::slice::from_ref(&good), &[junk], NOW);
+                assert!(r.sigs[0].problem.is_some(), "alg {alg}");
+            }
+            // a signature of the wrong length for the key
+            for sig in [vec![], vec![1u8; 1], vec![2u8; 4096]] {
+                let bad = RRSIG::from_sig(good.input().clone(), sig);
+                let r =
+                    check_rrset(&zone, &zone, RecordType::MX, &set, &[bad], std::slice::from_ref(&real.dnskey), NOW);
+                assert!(r.sigs[0].problem.is_some(), "alg {alg}");
+            }
+        }
+        // DS over junk keys matches nothing
+        let junk = DNSKEY::with_flags(257, PublicKeyBuf::new(vec![1, 2, 3], Algorithm::ECDSAP256SHA256));
+        assert!(ds_matches(&zone, &[Key::new(13, 257).ds(&zone)], &[junk]).is_empty());
+    }
+
+    #[test]
     fn rrsig_times_are_serial_numbers_around_now() {
         // plain values near now
         assert_eq!(absolute_time((NOW + 5) as u32, NOW), NOW + 5);
