@@ -151,12 +151,14 @@ pub fn check_rrset(
             }
         })
         .collect();
-    RrsetSigs {
-        owner: crate::dns::snapshot::norm(&owner.to_ascii()),
-        rtype: rtype.to_string(),
-        records: set.len(),
-        sigs,
-    }
+    RrsetSigs { owner: owner_text(owner), rtype: rtype.to_string(), records: set.len(), sigs }
+}
+
+/// An owner name as snapshots keep names: lowercase, no trailing dot, the root `.`
+/// (the same form as `snapshot::norm`, which this module does not import).
+fn owner_text(owner: &Name) -> String {
+    let n = owner.to_ascii().trim_end_matches('.').to_ascii_lowercase();
+    if n.is_empty() { ".".to_string() } else { n }
 }
 
 /// One RRSIG against the keys (RFC 4035 §5.3.1: signer is the zone, labels fit the

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::future::join_all;
 use hickory_proto::dnssec::rdata::{DNSKEY, DNSSECRData, DS, RRSIG};
@@ -20,7 +20,6 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::dnssec::{DsInfo, KeyInfo, RrsetSigs, check_rrset, ds_matches};
 use super::probe::{Failure, Prober, Response};
-use super::round::Settings;
 use super::snapshot::{Dnssec, Lookup, ServerDnssec, Snapshot};
 
 fn fqdn(s: &str) -> Result<Name, String> {
@@ -148,20 +147,24 @@ async fn ask(prober: &Prober, addr: SocketAddr, zone: &Name, domain: &Name, ds: 
 
 /// Gathers the DNSSEC data of `snap`'s zone: DS from `parents`, the rest from each
 /// server that is up. `None` when the round found no zone.
+/// `port` is the authoritative servers' port; `expiry_warning` is
+/// `dns.dnssec_expiry_warning`, kept with the data for the checks. (Plain arguments
+/// rather than the round's settings, so this module does not import the round.)
 pub async fn gather(
     prober: &Prober,
-    settings: &Settings,
+    port: u16,
+    expiry_warning: Duration,
     parents: &[(String, IpAddr)],
     snap: &Snapshot,
 ) -> Option<Dnssec> {
     let zone_s = snap.zone.as_ref()?;
     let (Ok(zone), Ok(domain)) = (fqdn(zone_s), fqdn(&snap.domain)) else { return None };
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-    let (ds_info, ds) = ds_lookup(prober, parents, settings.port, &zone).await;
+    let (ds_info, ds) = ds_lookup(prober, parents, port, &zone).await;
     let addresses: BTreeSet<IpAddr> = snap.up().map(|s| s.address).collect();
     let asks = addresses.iter().map(|&a| {
         let (zone, domain, ds) = (&zone, &domain, &ds);
-        async move { (a, ask(prober, SocketAddr::new(a, settings.port), zone, domain, ds, now).await) }
+        async move { (a, ask(prober, SocketAddr::new(a, port), zone, domain, ds, now).await) }
     });
     let served: BTreeMap<IpAddr, Served> = join_all(asks).await.into_iter().collect();
     let servers = snap
@@ -178,10 +181,5 @@ pub async fn gather(
             })
         })
         .collect();
-    Some(Dnssec {
-        checked_at: now,
-        expiry_warning_seconds: settings.dnssec_expiry_warning.as_secs(),
-        ds: ds_info,
-        servers,
-    })
+    Some(Dnssec { checked_at: now, expiry_warning_seconds: expiry_warning.as_secs(), ds: ds_info, servers })
 }

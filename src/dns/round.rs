@@ -519,8 +519,8 @@ pub async fn snapshot(prober: &Prober, settings: &Settings, config: &DomainConfi
         .collect();
     let lookups = exchanges.iter().map(|e| async move { (e.clone(), lookup_host(prober, resolvers, e).await) });
     // and, at the same time, DNSSEC: DS from the parent, DNSKEY and RRSIGs per server
-    let (mx_hosts, dnssec) =
-        tokio::join!(join_all(lookups), super::dnssec_round::gather(prober, settings, &parents, &snap));
+    let dnssec = super::dnssec_round::gather(prober, settings.port, settings.dnssec_expiry_warning, &parents, &snap);
+    let (mx_hosts, dnssec) = tokio::join!(join_all(lookups), dnssec);
     snap.mx_hosts = mx_hosts.into_iter().collect();
     snap.dnssec = dnssec;
 
