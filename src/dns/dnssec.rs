@@ -101,7 +101,7 @@ pub struct SigCheck {
 pub struct RrsetSigs {
     pub owner: String,
     /// `SOA`, `NS`, `DNSKEY`, `MX`, `A`, `AAAA` or `TXT`.
-    pub rtype: String,
+    pub rtype: &'static str,
     /// How many records the RRset has.
     pub records: usize,
     pub sigs: Vec<SigCheck>,
@@ -151,7 +151,7 @@ pub fn check_rrset(
             }
         })
         .collect();
-    RrsetSigs { owner: owner_text(owner), rtype: rtype.to_string(), records: set.len(), sigs }
+    RrsetSigs { owner: owner_text(owner), rtype: rtype.into(), records: set.len(), sigs }
 }
 
 /// An owner name as snapshots keep names: lowercase, no trailing dot, the root `.`

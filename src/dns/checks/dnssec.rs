@@ -215,7 +215,7 @@ mod tests {
             .iter()
             .map(|t| RrsetSigs {
                 owner: "example.test".into(),
-                rtype: t.to_string(),
+                rtype: t,
                 records: 1,
                 sigs: vec![sig(if *t == "DNSKEY" { 1 } else { 2 }, NOW - DAY, expiration)],
             })
