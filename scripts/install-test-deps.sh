@@ -6,7 +6,7 @@
 set -euo pipefail
 
 packages=(
-  nsd knot knot-dnsutils bind9 bind9-dnsutils unbound
+  nsd knot knot-dnsutils bind9 bind9-dnsutils bind9-utils unbound
   prometheus prometheus-alertmanager
   logrotate postfix swaks rsyslog systemd-journal-remote systemd
   python3 python3-yaml curl ca-certificates iproute2 procps shellcheck

@@ -118,6 +118,9 @@ pub struct DnsConfig {
     pub resolvers: Vec<SocketAddr>,
     pub port: u16,
     pub smtp_probe_port: u16,
+    /// `dnssec_signature_expiring` fails when an RRSIG expires sooner than this.
+    #[serde(with = "secs")]
+    pub dnssec_expiry_warning: Duration,
     pub domains: Vec<DomainConfig>,
 }
 
@@ -203,6 +206,7 @@ struct RawDns {
     resolvers: Vec<Spanned<String>>,
     port: Option<Spanned<i64>>,
     smtp_probe_port: Option<Spanned<i64>>,
+    dnssec_expiry_warning: Option<Spanned<String>>,
     #[serde(default)]
     domain: Vec<Spanned<RawDomain>>,
 }
@@ -547,6 +551,8 @@ impl Config {
             };
         let interval = dur(&d.interval, "dns.interval", "5m", Duration::from_secs(1))?;
         let timeout = dur(&d.timeout, "dns.timeout", "2s", Duration::from_millis(10))?;
+        let dnssec_expiry_warning =
+            dur(&d.dnssec_expiry_warning, "dns.dnssec_expiry_warning", "7d", Duration::from_secs(60))?;
         if let Some(t) = &d.timeout
             && timeout >= interval
         {
@@ -625,7 +631,16 @@ impl Config {
                 syslog_listen,
                 paths_defaulted,
             },
-            dns: DnsConfig { interval, timeout, concurrency, resolvers, port: dns_port, smtp_probe_port, domains },
+            dns: DnsConfig {
+                interval,
+                timeout,
+                concurrency,
+                resolvers,
+                port: dns_port,
+                smtp_probe_port,
+                dnssec_expiry_warning,
+                domains,
+            },
         })
     }
 
@@ -805,6 +820,9 @@ mod tests {
         assert_eq!(c.maillog.paths, vec![DEFAULT_LOG_PATH]);
         assert_eq!(c.web.listen_address.port, 2553);
         assert_eq!(c.dns.interval, Duration::from_secs(300));
+        assert_eq!(c.dns.dnssec_expiry_warning, Duration::from_secs(7 * 86400));
+        let w = Config::parse("[dns]\ndnssec_expiry_warning = \"3d12h\"\n", "c").expect("valid");
+        assert_eq!(w.dns.dnssec_expiry_warning, Duration::from_secs(3 * 86400 + 12 * 3600));
         assert_eq!(c.dns.port, 53);
         assert_eq!(c.maillog.max_hosts, 64);
         assert!(!c.maillog.default_host.is_empty());

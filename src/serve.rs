@@ -38,7 +38,12 @@ pub async fn bind(addr: &ListenAddress) -> std::io::Result<TcpListener> {
 /// How DNS rounds reach the servers: configured resolvers or `/etc/resolv.conf`.
 pub fn dns_settings(config: &Config) -> Settings {
     let resolvers = if config.dns.resolvers.is_empty() { system_resolvers() } else { config.dns.resolvers.clone() };
-    Settings { resolvers, port: config.dns.port, smtp_probe_port: config.dns.smtp_probe_port }
+    Settings {
+        resolvers,
+        port: config.dns.port,
+        smtp_probe_port: config.dns.smtp_probe_port,
+        dnssec_expiry_warning: config.dns.dnssec_expiry_warning,
+    }
 }
 
 /// The log sources a configuration asks for, by key: `file:PATH`, `journal`,

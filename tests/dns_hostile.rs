@@ -331,6 +331,7 @@ impl World {
             resolvers: vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 98, 53)), self.port)],
             port: self.port,
             smtp_probe_port: 25,
+            dnssec_expiry_warning: std::time::Duration::from_secs(7 * 86400),
         }
     }
 

@@ -226,6 +226,31 @@ fn serve_exports_the_same_verdicts_as_metrics() {
         ),
         Some(1.0)
     );
+    // DNSSEC: signed = DS at the parent; the earliest RRSIG expiration per server
+    let signed = |d: &str| metric_value(&text, "mailroute_dns_dnssec_signed", &[("domain", d)]);
+    assert_eq!(signed("signed.test"), Some(1.0));
+    assert_eq!(signed("sigstripped.test"), Some(1.0));
+    assert_eq!(signed("fixed.test"), Some(0.0));
+    let expiry = |d: &str, ns: &str, addr: &str| {
+        metric_value(
+            &text,
+            "mailroute_dns_rrsig_expiry_timestamp_seconds",
+            &[("domain", d), ("nameserver", ns), ("address", addr)],
+        )
+    };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs_f64();
+    let day = 86400.0;
+    // the lab signs for 30 days when it starts, this one for 3 days, Knot's sigexpired copy until a day ago
+    assert!(expiry("signed.test", "ns1.signed.test", "127.0.53.11").is_some_and(|t| t > now + 20.0 * day));
+    assert!(
+        expiry("sigexpiring.test", "ns2.sigexpiring.test", "127.0.53.12")
+            .is_some_and(|t| t > now && t < now + 3.0 * day)
+    );
+    assert!(expiry("sigexpired.test", "ns2.sigexpired.test", "127.0.53.12").is_some_and(|t| t < now - 0.5 * day));
+    assert!(expiry("sigexpired.test", "ns1.sigexpired.test", "127.0.53.11").is_some_and(|t| t > now + 20.0 * day));
+    // no RRSIG served, no series
+    assert_eq!(expiry("sigstripped.test", "ns2.sigstripped.test", "127.0.53.12"), None);
+    assert_eq!(expiry("fixed.test", "ns1.fixed.test", "127.0.53.11"), None);
     assert!(metric_value(&text, "mailroute_dns_queries_total", &[("result", "ok")]).is_some_and(|v| v > 100.0));
     assert!(metric_value(&text, "mailroute_dns_queries_total", &[("result", "refused")]).is_some_and(|v| v >= 1.0));
     assert!(metric_value(&text, "mailroute_dns_queries_total", &[("result", "timeout")]).is_some_and(|v| v >= 1.0));
@@ -242,7 +267,21 @@ fn serve_exports_the_same_verdicts_as_metrics() {
     let msgs: Vec<&str> =
         incident["failing_checks"].as_array().expect("failing").iter().filter_map(|c| c["message"].as_str()).collect();
     assert!(msgs.iter().any(|m| m.contains("apex address 127.0.54.2 that no MX host has")), "{msgs:?}");
+    let domain = |name: &str| {
+        doc["dns"]["domains"].as_array().expect("domains").iter().find(|d| d["domain"] == name).cloned().expect(name)
+    };
+    assert_eq!(domain("signed.test")["dnssec_signed"], true);
+    assert_eq!(domain("fixed.test")["dnssec_signed"], false);
+    let stripped = domain("sigstripped.test");
+    let keys: Vec<(&str, u64)> = stripped["servers"]
+        .as_array()
+        .expect("servers")
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap_or(""), s["dnskeys"].as_u64().unwrap_or(99)))
+        .collect();
+    assert_eq!(keys, vec![("ns1.sigstripped.test", 2), ("ns2.sigstripped.test", 0)]);
     let html = ex.get("/").text();
+    assert!(html.contains("2 keys, RRSIGs expire 20") && html.contains("<td>unsigned</td>"), "{html}");
     assert!(
         html.contains("apex_mx_mismatch") && html.contains("senders that fall back to the apex A record deliver there"),
         "{html}"

@@ -9,7 +9,8 @@
 #   lab/dns/bench.sh addrs              (root) put the BIND addresses on lo for good
 #
 # RUNDIR defaults to <repo>/target/dns-bench; LAB_PORT (default 10053) picks the port, as
-# for lab.sh. The bench uses 127.0.57.x and mail hosts in 127.0.58.0 onwards, so it can
+# for lab.sh. BENCH_DNSSEC=1 signs every zone (ECDSAP256SHA256, one KSK + ZSK pair shared
+# by all zones, dnssec-signzone from bind9-utils) and puts the DS records in bench.test. The bench uses 127.0.57.x and mail hosts in 127.0.58.0 onwards, so it can
 # run beside the main lab. RUNDIR/domains.txt lists the domains, one a line.
 set -euo pipefail
 
@@ -73,11 +74,40 @@ print_env() {
 }
 
 inputs_hash() {
-  { echo "n=$N port=$PORT uid=$(id -u)"; cat "$HERE/bench.sh" "$HERE/lib.sh"; } | sha256sum | cut -d' ' -f1
+  { echo "n=$N port=$PORT uid=$(id -u) dnssec=${BENCH_DNSSEC:-0}"; cat "$HERE/bench.sh" "$HERE/lib.sh"; } | sha256sum | cut -d' ' -f1
 }
 
 # Everything is written by one awk run: N zone files (shared by the three servers, which
 # only read them), the reverse zones, the parent zone, the zone lists and the stub list.
+# sign_all: sign every b*.bench.test zone in place, two at a time. One key pair is made
+# for b0001 and copied under each zone's name (a key's tag does not depend on its owner;
+# its DS does, and dnssec-signzone writes each zone's dsset file).
+sign_all() {
+  local keys=$RUN/gen/keys ksk zsk t0
+  t0=$(now_ms)
+  command -v dnssec-signzone >/dev/null || die "dnssec-signzone is not installed (bind9-utils)"
+  mkdir -p "$keys/proto"
+  ksk=$(dnssec-keygen -q -K "$keys/proto" -a ECDSAP256SHA256 -f KSK b0001.bench.test) || die "dnssec-keygen failed"
+  zsk=$(dnssec-keygen -q -K "$keys/proto" -a ECDSAP256SHA256 b0001.bench.test) || die "dnssec-keygen failed"
+  ksk=${ksk#Kb0001.bench.test.} zsk=${zsk#Kb0001.bench.test.}
+  export keys ksk zsk RUN
+  # shellcheck disable=SC2016 # expanded by the inner shell
+  cut -f1 "$RUN/gen/zones.list" | grep '^b[0-9]*\.bench\.test$' | xargs -P 2 -n 50 sh -c '
+    for z do
+      for k in "$ksk" "$zsk"; do
+        sed "s/^b0001\.bench\.test\./$z./" "$keys/proto/Kb0001.bench.test.$k.key" >"$keys/K$z.$k.key"
+        cp "$keys/proto/Kb0001.bench.test.$k.private" "$keys/K$z.$k.private"
+      done
+      f=$RUN/zones/$z.zone
+      cat "$keys/K$z.$ksk.key" "$keys/K$z.$zsk.key" >>"$f"
+      dnssec-signzone -q -K "$keys" -d "$keys" -o "$z" -f "$f.signed" -s now-3600 -e now+30d -N keep \
+        "$f" "$keys/K$z.$ksk.key" "$keys/K$z.$zsk.key" >/dev/null 2>"$f.err" || { cat "$f.err" >&2; exit 255; }
+      mv -f "$f.signed" "$f" && rm -f "$f.err"
+    done' _ || die "signing the bench zones failed"
+  cat "$keys"/dsset-* >>"$RUN/bind-parent/bench.test.zone"
+  echo "bench: signed $(find "$keys" -name 'dsset-*' | wc -l) zones in $(($(now_ms) - t0)) ms" >&2
+}
+
 generate() {
   rm -rf "${RUN:?}/gen" "$RUN/zones" "$RUN/nsd" "$RUN/knot" "$RUN/bind" "$RUN/bind-parent" "$RUN/unbound" "${RUN:?}/bin"
   mkdir -p "$RUN/gen" "$RUN/zones" "$RUN/nsd" "$RUN/knot/db" "$RUN/bind" "$RUN/bind-parent" "$RUN/unbound"
@@ -124,6 +154,7 @@ generate() {
       print trees > (run "/gen/trees")
     }'
   printf 'bench.test\t%s\n' "$RUN/bind-parent/bench.test.zone" >"$RUN/gen/parent.list"
+  if [ "${BENCH_DNSSEC:-0}" = 1 ]; then sign_all; fi
   check_zone b0001.bench.test "$RUN/zones/b0001.bench.test.zone"
   check_zone 58.0.127.in-addr.arpa "$RUN/zones/58.0.127.in-addr.arpa.zone"
   check_zone bench.test "$RUN/bind-parent/bench.test.zone"

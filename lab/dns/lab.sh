@@ -145,8 +145,79 @@ EOF
         fi
       done
       printf '%s' "$glue" | grep -v '^$' || true
+      # a signed zone's DS (lab zones with ;@sign)
+      if [ -s "$RUN/gen/$zone.ds" ]; then cat "$RUN/gen/$zone.ds"; fi
     done
   } >"$out"
+}
+
+# ---- DNSSEC: zones signed when the lab starts ----
+# A zone file with a line ";@sign ALG" is signed at start with dnssec-signzone (bind9-utils)
+# and a fresh KSK + ZSK of algorithm ALG (8 RSASHA256, 13 ECDSAP256SHA256, 15 ED25519);
+# the parent test. gets the DS (SHA-256) of the KSK. More lines change that:
+#   ;@sign-window START END    validity of every copy (dnssec-signzone -s/-e syntax);
+#                              default now-3600 now+30d
+#   ;@sign-ds stranger         the parent's DS is made from another KSK, not in the zone
+#   ;@sign-server SERVER MODE  that server's copy differs: "expired" (valid from now-30d
+#                              to now-1d), "unsigned" (the zone as written), or "badsig"
+#                              (the signature of the MX RRSIG altered after signing)
+# Keys live in RUN/gen/keys/ZONE for one start; every copy of a zone shares them and the
+# serial, so the copies differ in exactly the defect.
+
+# directive FILE NAME: the rest of each ";@NAME ..." line of FILE.
+directive() { awk -v d=";@$2" '$1 == d { $1 = ""; sub(/^ /, ""); print }' "$1"; }
+
+# sign_keys ZONE ALG SRC: make the zone's keys and its DS for the parent, once.
+sign_keys() {
+  local zone=$1 alg=$2 src=$3 dir=$RUN/gen/keys/$1 name ksk
+  local bits=()
+  [ -d "$dir" ] && return 0
+  command -v dnssec-signzone >/dev/null || die "dnssec-signzone is not installed (bind9-utils)"
+  case $alg in
+    8) name=RSASHA256 bits=(-b 2048) ;;
+    13) name=ECDSAP256SHA256 ;;
+    15) name=ED25519 ;;
+    *) die "zones/$zone.zone: ;@sign $alg: use 8, 13 or 15" ;;
+  esac
+  mkdir -p "$dir/stranger"
+  ksk=$(dnssec-keygen -q -K "$dir" -a "$name" "${bits[@]}" -f KSK "$zone") || die "dnssec-keygen failed for $zone"
+  dnssec-keygen -q -K "$dir" -a "$name" "${bits[@]}" "$zone" >/dev/null || die "dnssec-keygen failed for $zone"
+  if [ "$(directive "$src" sign-ds)" = stranger ]; then
+    ksk=$(dnssec-keygen -q -K "$dir/stranger" -a "$name" "${bits[@]}" -f KSK "$zone") || die "dnssec-keygen failed"
+    dnssec-dsfromkey -2 "$dir/stranger/$ksk.key" >"$RUN/gen/$zone.ds" || die "dnssec-dsfromkey failed for $zone"
+  else
+    dnssec-dsfromkey -2 "$dir/$ksk.key" >"$RUN/gen/$zone.ds" || die "dnssec-dsfromkey failed for $zone"
+  fi
+}
+
+# sign_copy ZONE SERVER FILE: sign one server's copy of a zone in place (when asked to).
+sign_copy() {
+  local zone=$1 server=$2 file=$3 src=$HERE/zones/$1.zone alg window mode start end
+  alg=$(directive "$src" sign)
+  [ -n "$alg" ] || return 0
+  sign_keys "$zone" "$alg" "$src"
+  window=$(directive "$src" sign-window)
+  start=${window%% *} end=${window##* }
+  [ -n "$window" ] || { start=now-3600 end=now+30d; }
+  mode=$(directive "$src" sign-server | awk -v s="$server" '$1 == s { print $2 }')
+  case $mode in
+    '' | badsig) ;;
+    unsigned) return 0 ;;
+    expired) start=now-30d end=now-1d ;;
+    *) die "zones/$zone.zone: ;@sign-server $server $mode: use expired, unsigned or badsig" ;;
+  esac
+  # -P: no self-check (an expired copy is the point); -N keep: the serial as written
+  dnssec-signzone -q -S -K "$RUN/gen/keys/$zone" -d "$RUN/gen/keys/$zone" -o "$zone" -f "$file.signed" \
+    -s "$start" -e "$end" -O full -N keep -P "$file" >/dev/null 2>"$file.err" ||
+    die "cannot sign $zone: $(cat "$file.err")"
+  if [ "$mode" = badsig ]; then
+    awk '$4 == "RRSIG" && $5 == "MX" && !done { $13 = (substr($13, 1, 1) == "A" ? "B" : "A") substr($13, 2); done = 1 } { print }' \
+      "$file.signed" >"$file"
+    rm -f "$file.signed"
+  else
+    mv -f "$file.signed" "$file"
+  fi
+  rm -f "$file.err"
 }
 
 generate() {
@@ -173,6 +244,7 @@ generate() {
         *) die "zones.list: unknown server '$s' for $zone (use nsd, knot, bind)" ;;
       esac
       filter_zone "$s" "$HERE/zones/$zone.zone" "$dir/$zone.zone"
+      sign_copy "$zone" "$s" "$dir/$zone.zone"
       if [ "$first" = 1 ]; then
         check_zone "$zone" "$dir/$zone.zone" "$RUN/gen/$zone.canon"
         first=0

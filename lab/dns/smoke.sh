@@ -137,6 +137,22 @@ check "fixed.test DKIM key is 2 strings" "$(r default._domainkey.fixed.test TXT 
 check "fixed.test DKIM key decodes" \
   "$(r default._domainkey.fixed.test TXT | tr -d '" ' | sed 's/.*p=//' | base64 -d 2>/dev/null | wc -c)" 294
 
+# DNSSEC zones (signed at start): DS at the parent, keys and signatures per server
+ds_tag() { q "$PARENT" "$1" DS | awk '{ print $1 }'; }
+ksk_tag() { dig -p "$PORT" @"$2" +norec +time=1 +tries=1 +multi "$1" DNSKEY 2>/dev/null | awk '/DNSKEY 257/ { k = 1 } k && /key id/ { sub(/.*key id = /, ""); print $1; exit }'; }
+rrsig_count() { dig -p "$PORT" @"$2" +norec +dnssec +time=1 +tries=1 +noall +answer "$1" "$3" 2>/dev/null | awk '$4 == "RRSIG"' | wc -l; }
+for z in signed.test signed15.test sigexpiring.test sigexpired.test sigbad.test; do
+  check "$z DS at the parent is the KSK's (NSD)" "$(ds_tag "$z")" "$(ksk_tag "$z" "$NSD")"
+  check "$z MX is signed on Knot" "$(rrsig_count "$z" "$KNOT" MX)" 1
+done
+check "dsbad.test DS matches no key" "$([ "$(ds_tag dsbad.test)" != "$(ksk_tag dsbad.test "$NSD")" ] && echo yes)" yes
+check "sigstripped.test: Knot serves no DNSKEY" "$(q "$KNOT" sigstripped.test DNSKEY)" ""
+check "sigstripped.test: NSD serves 2 DNSKEYs" "$(q "$NSD" sigstripped.test DNSKEY | wc -l)" 2
+check "sigexpired.test: Knot's SOA RRSIG expired" \
+  "$(q "$KNOT" +dnssec sigexpired.test SOA | awk '$1 == "SOA" { print ($5 < strftime("%Y%m%d%H%M%S", systime(), 1)) ? "expired" : "valid" }')" expired
+check "sigbad.test: the MX RRSIGs differ between NSD and Knot" \
+  "$([ "$(q "$NSD" +dnssec sigbad.test MX)" != "$(q "$KNOT" +dnssec sigbad.test MX)" ] && echo yes)" yes
+
 # names outside the lab: a fast negative answer, nothing sent off the machine
 for name in 70. example.com. com. 8.8.8.8.in-addr.arpa.; do
   out=$(dig -p "$PORT" @"$RESOLVER" +time=1 +tries=1 "$name" A 2>&1)

@@ -11,6 +11,8 @@
 //! - [`state`]: the latest results, the scheduler, and their metrics.
 
 pub mod checks;
+pub mod dnssec;
+pub mod dnssec_round;
 pub mod policy;
 pub mod probe;
 pub mod records;

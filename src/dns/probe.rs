@@ -140,13 +140,19 @@ impl Prober {
 
     /// Asks `server` for `name`/`rtype`: UDP first, TCP when truncated.
     pub async fn query(&self, server: SocketAddr, name: &Name, rtype: RecordType, recursion: bool) -> ProbeResult {
-        self.query_with(server, name, rtype, recursion, false).await
+        self.query_with(server, name, rtype, recursion, false, false).await
+    }
+
+    /// Asks `server` for `name`/`rtype` with RD=0 and the DO bit set (RFC 3225), so an
+    /// authoritative server adds the RRSIGs; TCP when truncated.
+    pub async fn query_dnssec(&self, server: SocketAddr, name: &Name, rtype: RecordType) -> ProbeResult {
+        self.query_with(server, name, rtype, false, false, true).await
     }
 
     /// Like [`Prober::query`], but also asks over TCP when UDP brings no answer at all
     /// (used for the SOA probe, to tell "unreachable" from "UDP blocked").
     pub async fn query_or_tcp(&self, server: SocketAddr, name: &Name, rtype: RecordType) -> ProbeResult {
-        self.query_with(server, name, rtype, false, true).await
+        self.query_with(server, name, rtype, false, true, false).await
     }
 
     async fn query_with(
@@ -156,10 +162,14 @@ impl Prober {
         rtype: RecordType,
         recursion: bool,
         tcp_when_silent: bool,
+        dnssec_ok: bool,
     ) -> ProbeResult {
         let result = match self.limit.acquire().await {
             Ok(_permit) => {
-                let msg = build_query(name, rtype, recursion);
+                let mut msg = build_query(name, rtype, recursion);
+                if dnssec_ok && let Some(edns) = msg.edns.as_mut() {
+                    edns.set_dnssec_ok(true);
+                }
                 let started = Instant::now();
                 let mut r = exchange_udp(server, &msg, self.timeout).await;
                 let fall_back = match &r {

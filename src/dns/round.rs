@@ -37,6 +37,8 @@ pub struct Settings {
     pub port: u16,
     /// Port of the opt-in SMTP probe of apex addresses.
     pub smtp_probe_port: u16,
+    /// `dnssec_signature_expiring` fails when an RRSIG expires sooner than this.
+    pub dnssec_expiry_warning: Duration,
 }
 
 /// The most CNAMEs followed for one name (RFC 1034 §3.6.2 does not bound it; BIND
@@ -516,7 +518,11 @@ pub async fn snapshot(prober: &Prober, settings: &Settings, config: &DomainConfi
         .map(|m| m.exchange)
         .collect();
     let lookups = exchanges.iter().map(|e| async move { (e.clone(), lookup_host(prober, resolvers, e).await) });
-    snap.mx_hosts = join_all(lookups).await.into_iter().collect();
+    // and, at the same time, DNSSEC: DS from the parent, DNSKEY and RRSIGs per server
+    let dnssec = super::dnssec_round::gather(prober, settings.port, settings.dnssec_expiry_warning, &parents, &snap);
+    let (mx_hosts, dnssec) = tokio::join!(join_all(lookups), dnssec);
+    snap.mx_hosts = mx_hosts.into_iter().collect();
+    snap.dnssec = dnssec;
 
     // what the mail policy checks need beyond the servers' TXT answers
     super::policy::gather(prober, settings, &mut snap, config).await;

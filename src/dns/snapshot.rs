@@ -6,6 +6,8 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
+use super::dnssec::{DsInfo, KeyInfo, RrsetSigs};
+
 /// An SOA record's fields (RFC 1035 §3.3.13).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Soa {
@@ -137,6 +139,8 @@ pub struct Snapshot {
     pub nxdomain: bool,
     /// What the mail policy checks need beyond the servers' TXT answers.
     pub policy: Policy,
+    /// DS, DNSKEY and RRSIGs; `None` when the round did not get that far.
+    pub dnssec: Option<Dnssec>,
 }
 
 impl Snapshot {
@@ -277,6 +281,61 @@ pub struct Policy {
     /// SMTP probes of the apex addresses that are not MX addresses; `None` when
     /// the domain's `smtp_probe` is off.
     pub smtp: Option<BTreeMap<IpAddr, SmtpProbe>>,
+}
+
+/// What a round saw of the zone's DNSSEC: the parent's DS RRset and, per server
+/// that answered SOA authoritatively, the DNSKEY RRset and the RRSIGs over the
+/// covered RRsets (SOA, NS, DNSKEY at the zone; MX, A, AAAA, TXT at the domain),
+/// already verified by [`crate::dns::dnssec`]. Gathered by [`crate::dns::dnssec_round`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Dnssec {
+    /// When the signatures were looked at (Unix seconds): the checks judge validity
+    /// periods against this time, not the clock.
+    pub checked_at: i64,
+    /// `dns.dnssec_expiry_warning`, in seconds.
+    pub expiry_warning_seconds: u64,
+    /// The DS RRset the parent's servers serve for the zone (RD=0).
+    pub ds: Lookup<Vec<DsInfo>>,
+    pub servers: Vec<ServerDnssec>,
+}
+
+impl Dnssec {
+    /// The parent has DS records for the zone.
+    pub fn has_ds(&self) -> bool {
+        matches!(&self.ds, Lookup::Found(d) if !d.is_empty())
+    }
+
+    /// The zone is signed: the parent has DS, or some server serves a DNSKEY.
+    pub fn signed(&self) -> bool {
+        self.has_ds() || self.servers.iter().any(|s| matches!(&s.keys, Ok(k) if !k.is_empty()))
+    }
+}
+
+/// One server's DNSSEC data (asked with the DO bit, RD=0).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServerDnssec {
+    pub name: String,
+    pub address: IpAddr,
+    /// The DNSKEY RRset it serves (empty: none), or why the query failed.
+    pub keys: Result<Vec<KeyInfo>, String>,
+    /// Tags of its keys that a DS at the parent matches.
+    pub ds_matched: BTreeSet<u16>,
+    /// The covered RRsets it serves (non-empty ones) and their RRSIGs.
+    pub rrsets: Vec<RrsetSigs>,
+    /// Queries for covered RRsets that got no usable answer, in words.
+    pub errors: Vec<String>,
+}
+
+impl ServerDnssec {
+    /// `name (address)` for messages.
+    pub fn label(&self) -> String {
+        format!("{} ({})", self.name, self.address)
+    }
+
+    /// The earliest RRSIG expiration it serves (Unix seconds).
+    pub fn earliest_expiration(&self) -> Option<i64> {
+        self.rrsets.iter().flat_map(|r| r.sigs.iter().map(|s| s.expiration)).min()
+    }
 }
 
 /// Lowercase, no trailing dot: how names are kept in a snapshot (the root is `.`).

@@ -212,7 +212,7 @@ impl DnsState {
                 let r = results.get(&d.name);
                 let servers: Vec<serde_json::Value> = r
                     .and_then(|r| r.snapshot.as_ref())
-                    .map(|s| s.servers.iter().map(server_json).collect())
+                    .map(|s| s.servers.iter().map(|x| server_json(x, s.dnssec.as_ref())).collect())
                     .unwrap_or_default();
                 let failing: Vec<&CheckResult> = r.map(|r| r.failing().collect()).unwrap_or_default();
                 serde_json::json!({
@@ -225,6 +225,10 @@ impl DnsState {
                     "servers": servers,
                     "mx": r.and_then(|r| r.snapshot.as_ref()).map(|s| s.mx_union().into_iter().map(|m| format!("{} {}", m.preference, m.exchange)).collect::<Vec<_>>()),
                     "apex_addresses": r.and_then(|r| r.snapshot.as_ref()).map(|s| s.apex_union().into_iter().map(|a| a.to_string()).collect::<Vec<_>>()),
+                    "dnssec_signed": r.and_then(|r| r.snapshot.as_ref()).and_then(|s| s.dnssec.as_ref()).and_then(|x| match &x.ds {
+                        super::snapshot::Lookup::Failed(_) => None,
+                        _ => Some(x.has_ds()),
+                    }),
                     "checks_evaluated": r.map_or(0, |r| r.checks.len()),
                     "failing_checks": failing,
                     "notes": r.and_then(|r| r.snapshot.as_ref()).map(|s| s.notes.clone()).unwrap_or_default(),
@@ -236,7 +240,8 @@ impl DnsState {
     }
 }
 
-fn server_json(s: &super::snapshot::Server) -> serde_json::Value {
+fn server_json(s: &super::snapshot::Server, dnssec: Option<&super::snapshot::Dnssec>) -> serde_json::Value {
+    let signed = dnssec.and_then(|d| d.servers.iter().find(|x| x.address == s.address && x.name == s.name));
     let (status, detail) = match &s.standing {
         Standing::Authoritative => ("authoritative", String::new()),
         Standing::Lame { detail, .. } => ("lame", detail.clone()),
@@ -250,6 +255,8 @@ fn server_json(s: &super::snapshot::Server) -> serde_json::Value {
         "soa_serial": s.soa.as_ref().map(|x| x.serial),
         "mname": s.soa.as_ref().map(|x| x.mname.clone()),
         "rtt_seconds": s.rtt_seconds,
+        "dnskeys": signed.and_then(|x| x.keys.as_ref().ok()).map(Vec::len),
+        "rrsig_expiry_timestamp_seconds": signed.and_then(|x| x.earliest_expiration()),
     })
 }
 
@@ -325,22 +332,30 @@ pub fn html_section(doc: &serde_json::Value) -> String {
         }
         let servers = d["servers"].as_array().cloned().unwrap_or_default();
         if !servers.is_empty() {
-            h.push_str("<table><tr><th>Server</th><th>Address</th><th>Status</th><th>SOA serial</th><th>MNAME</th><th>RTT</th></tr>");
+            h.push_str("<table><tr><th>Server</th><th>Address</th><th>Status</th><th>SOA serial</th><th>MNAME</th><th>RTT</th><th>DNSSEC</th></tr>");
             for s in &servers {
                 let rtt = s["rtt_seconds"].as_f64().map_or(String::new(), |r| format!("{:.1} ms", r * 1000.0));
                 let status = match s["detail"].as_str() {
                     Some(x) if !x.is_empty() => format!("{}: {x}", s["status"].as_str().unwrap_or("")),
                     _ => s["status"].as_str().unwrap_or("").to_string(),
                 };
+                // keys served and the earliest RRSIG expiration
+                let dnssec = match (s["dnskeys"].as_u64(), s["rrsig_expiry_timestamp_seconds"].as_i64()) {
+                    (Some(0), _) => "unsigned".to_string(),
+                    (Some(n), Some(t)) => format!("{n} keys, RRSIGs expire {}", checks::dnssec::utc(t)),
+                    (Some(n), None) => format!("{n} keys, no RRSIG"),
+                    (None, _) => String::new(),
+                };
                 let _ = write!(
                     h,
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                     esc(s["name"].as_str().unwrap_or("")),
                     esc(s["address"].as_str().unwrap_or("")),
                     esc(&status),
                     s["soa_serial"].as_u64().map_or(String::new(), |x| x.to_string()),
                     esc(s["mname"].as_str().unwrap_or("")),
-                    rtt
+                    rtt,
+                    esc(&dnssec)
                 );
             }
             h.push_str("</table>");
@@ -506,6 +521,35 @@ impl Collector for DnsCollector {
             |d, r, emit| match r.snapshot.as_ref().and_then(checks::spf::lookup_count) {
                 Some(n) => emit(&[("domain", d)], n as f64),
                 None => Ok(()),
+            },
+        )?;
+        family(
+            &mut encoder,
+            "mailroute_dns_dnssec_signed",
+            "1 when the parent zone has DS records for the domain's zone, 0 when it has none",
+            r,
+            |d, r, emit| match r.snapshot.as_ref().and_then(|s| s.dnssec.as_ref()).map(|x| &x.ds) {
+                Some(super::snapshot::Lookup::Found(ds)) => {
+                    emit(&[("domain", d)], if ds.is_empty() { 0.0 } else { 1.0 })
+                }
+                Some(super::snapshot::Lookup::Void { .. }) => emit(&[("domain", d)], 0.0),
+                _ => Ok(()),
+            },
+        )?;
+        family(
+            &mut encoder,
+            "mailroute_dns_rrsig_expiry_timestamp_seconds",
+            "Unix time at which the earliest RRSIG the server serves over SOA, NS, DNSKEY, MX or the apex A/AAAA/TXT expires",
+            r,
+            |d, r, emit| {
+                let Some(x) = r.snapshot.as_ref().and_then(|s| s.dnssec.as_ref()) else { return Ok(()) };
+                for s in &x.servers {
+                    let Some(t) = s.earliest_expiration() else { continue };
+                    addr.clear();
+                    let _ = write!(addr, "{}", s.address);
+                    emit(&[("domain", d), ("nameserver", s.name.as_str()), ("address", addr.as_str())], t as f64)?;
+                }
+                Ok(())
             },
         )?;
         family(

@@ -119,5 +119,6 @@ pub fn good() -> Snapshot {
         notes: vec![],
         nxdomain: false,
         policy: good_policy(),
+        dnssec: None,
     }
 }

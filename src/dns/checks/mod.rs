@@ -15,6 +15,7 @@ pub mod apex;
 pub mod delegation;
 pub mod dkim;
 pub mod dmarc;
+pub mod dnssec;
 pub mod mx;
 pub mod reverse;
 pub mod served;
@@ -203,6 +204,30 @@ pub const CATALOGUE: &[Check] = &[
     ),
     check!(sts::mta_sts_invalid, Warning, "the _mta-sts record is present but malformed or multiple", "RFC 8461 §3.1"),
     check!(sts::tlsrpt_invalid, Info, "the _smtp._tls record is present but malformed or multiple", "RFC 8460 §3"),
+    check!(
+        dnssec::dnssec_ds_mismatch,
+        Critical,
+        "the parent has DS for the zone and none matches a DNSKEY served by a server, or a server serves no DNSKEY",
+        "RFC 4034 §5, RFC 4035 §5.2"
+    ),
+    check!(
+        dnssec::dnssec_signature_invalid,
+        Critical,
+        "a server serves an RRSIG over SOA, NS, DNSKEY, MX or the apex A/AAAA/TXT that is expired, not yet valid, does not verify, or is missing",
+        "RFC 4034 §3, RFC 4035 §5.3"
+    ),
+    check!(
+        dnssec::dnssec_signature_expiring,
+        Warning,
+        "the earliest RRSIG expiration on some server is within dnssec_expiry_warning",
+        "RFC 4034 §3.1.5, RFC 6781 §4.4.2"
+    ),
+    check!(
+        dnssec::dnssec_inconsistent,
+        Warning,
+        "servers disagree on the DNSKEY RRset or on whether the zone is signed",
+        "RFC 4035 §2.1, RFC 6781 §4.1"
+    ),
 ];
 
 /// A check's result for one domain in one round.
