@@ -182,7 +182,8 @@ impl Fingerprint {
 
     /// Whether `file` begins with the bytes this fingerprint was taken of.
     fn matches(&self, file: &File) -> bool {
-        matches!(Fingerprint::read(file, self.len as usize), Ok(Some(f)) if f == *self)
+        // no bytes seen: every file begins that way
+        self.len == 0 || matches!(Fingerprint::read(file, self.len as usize), Ok(Some(f)) if f == *self)
     }
 }
 
@@ -281,6 +282,31 @@ fn locate(path: &Path, at: &FilePosition, exclude: Option<(u64, u64)>) -> Option
         }
     }
     by_content
+}
+
+/// The rotations of `path` (not the path itself, nor `skip`) last modified no
+/// earlier than `than`, oldest first: the generations a writer filled after it.
+fn newer_rotations(path: &Path, than: &File, skip: &[(u64, u64)]) -> Vec<(PathBuf, File)> {
+    let Ok(since) = than.metadata().and_then(|m| m.modified()) else { return Vec::new() };
+    let at_path = std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
+    let mut out = Vec::new();
+    for cand in rotation_candidates(path).into_iter().skip(1) {
+        let Ok(file) = File::open(&cand) else { continue };
+        let Ok(meta) = file.metadata() else { continue };
+        let id = (meta.dev(), meta.ino());
+        if !meta.is_file() || skip.contains(&id) || Some(id) == at_path {
+            continue;
+        }
+        // `>=`: modification times are as coarse as the kernel's clock tick; a file
+        // older than `than` was last written before `than` was first written
+        if let Ok(m) = meta.modified()
+            && m >= since
+        {
+            out.push((m, cand, file));
+        }
+    }
+    out.sort_by_key(|(m, _, _)| *m);
+    out.into_iter().map(|(_, p, f)| (p, f)).collect()
 }
 
 /// Follows one path.
@@ -514,8 +540,23 @@ impl FileTail {
             notice(TailEvent::Resumed { offset: self.pos, rotated: false });
         } else {
             notice(TailEvent::Resumed { offset: found.pos, rotated: true });
+            // rotated more than once while down: the generations after it were never
+            // read; they are the rotations modified after it, read whole, in order
+            let newer = newer_rotations(&self.path, &found.file, &[found.id]);
             self.draining = Some(found);
-            self.drain(emit, false);
+            if newer.is_empty() {
+                self.drain(emit, false);
+            } else {
+                self.drain(emit, true);
+                for (name, mut file) in newer {
+                    let mut splitter = LineSplitter::default();
+                    if let Err(e) = read_all_from(&mut file, &mut self.buf, &mut splitter, emit) {
+                        notice(TailEvent::Error(format!("reading {}: {e}", name.display())));
+                    }
+                    splitter.flush(emit);
+                    notice(TailEvent::Resumed { offset: 0, rotated: true });
+                }
+            }
             self.open(emit, notice);
         }
     }
@@ -883,7 +924,14 @@ mod tests {
         std::fs::rename(&p, dir.path().join("mail.log.1")).unwrap();
         append(&p, "May 31 g\n");
         let mut t3 = FileTail::new(&p, Start::End).with_resume(Some(saved_at));
-        assert_eq!(poll(&mut t3).0, vec!["e", "May 31 g"], "the middle file was never seen: lost, and said");
+        assert_eq!(poll(&mut t3).0, vec!["e", "May 30 f", "May 31 g"], "the middle generation is read too");
+        // an empty file saved (no first bytes yet) is found by its inode
+        let saved_empty = t3.saved_position();
+        std::fs::rename(&p, dir.path().join("mail.log.0")).unwrap();
+        append(&dir.path().join("mail.log.0"), "h\n");
+        append(&p, "June 1 i\n");
+        let mut t4 = FileTail::new(&p, Start::End).with_resume(Some(saved_empty));
+        assert_eq!(poll(&mut t4).0, vec!["h", "June 1 i"]);
     }
 
     #[test]
