@@ -21,7 +21,7 @@ WORKDIR /src
 # the manifest; nothing is compiled here, so no stale artifact can survive into
 # the real build below.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src \
+RUN mkdir -p src /state \
  && printf 'fn main() {}\n' > src/main.rs \
  && : > src/lib.rs \
  && cargo fetch --locked \
@@ -51,6 +51,9 @@ LABEL org.opencontainers.image.title="mailroute_exporter" \
       org.opencontainers.image.revision="${REVISION}"
 
 COPY --from=build /src/target/release/mailroute_exporter /usr/local/bin/mailroute_exporter
+# Where [maillog] state_file goes in the deploy/ examples; owned by nonroot so a
+# fresh named volume mounted here is writable.
+COPY --from=build --chown=65532:65532 /state /var/lib/mailroute_exporter
 
 # The distroless "nonroot" user is uid/gid 65532. Kubernetes cannot check a user
 # *name* against runAsNonRoot, so the manifests also set runAsUser: 65532.

@@ -82,6 +82,9 @@ pub struct ServeArgs {
     /// Follow the systemd journal for the MTA units.
     #[arg(long = "maillog.journal")]
     pub maillog_journal: bool,
+    /// File where log positions and counters survive restarts.
+    #[arg(long = "maillog.state-file", value_name = "PATH")]
+    pub maillog_state_file: Option<String>,
     /// Domain to monitor; repeat for several (replaces the configured list).
     #[arg(long = "dns.domain", value_name = "NAME")]
     pub dns_domain: Vec<String>,
@@ -103,6 +106,7 @@ impl ServeArgs {
             maillog_paths: self.maillog_path.clone(),
             maillog_start: self.maillog_start.clone(),
             maillog_journal: self.maillog_journal,
+            maillog_state_file: self.maillog_state_file.clone(),
             dns_domains: self.dns_domain.clone(),
             dns_resolvers: self.dns_resolver.clone(),
             dns_interval: self.dns_interval.clone(),

@@ -94,6 +94,10 @@ pub struct MaillogConfig {
     pub local_domains: Vec<String>,
     pub journal: bool,
     pub syslog_listen: Vec<SyslogListen>,
+    /// Where positions and counters survive restarts (SPEC §7.1); `None` = not kept.
+    pub state_file: Option<String>,
+    /// TCP connections served at once per syslog TCP listener (SPEC §7.1).
+    pub syslog_max_connections: usize,
     /// `paths` was not configured and holds the default `/var/log/mail.log`.
     #[serde(skip)]
     pub paths_defaulted: bool,
@@ -140,6 +144,8 @@ pub struct Config {
 
 pub const DEFAULT_LOG_PATH: &str = "/var/log/mail.log";
 pub const DEFAULT_LISTEN: &str = ":2553";
+/// `[maillog] syslog_max_connections` when not configured.
+pub const DEFAULT_SYSLOG_MAX_CONNECTIONS: usize = 10_000;
 
 impl Default for Config {
     fn default() -> Self {
@@ -194,6 +200,8 @@ struct RawMaillog {
     journal: Option<bool>,
     #[serde(default)]
     syslog_listen: Vec<Spanned<String>>,
+    state_file: Option<Spanned<String>>,
+    syslog_max_connections: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -533,6 +541,20 @@ impl Config {
             syslog_listen
                 .push(parse_syslog_listen(v.get_ref()).map_err(|e| ctx.err(sp(v), "maillog.syslog_listen", e))?);
         }
+        let state_file = match &m.state_file {
+            Some(v) => Some(parse_state_file(v.get_ref()).map_err(|e| ctx.err(sp(v), "maillog.state_file", e))?),
+            None => None,
+        };
+        let syslog_max_connections = match &m.syslog_max_connections {
+            Some(v) => usize::try_from(*v.get_ref()).ok().filter(|n| (1..=1_000_000).contains(n)).ok_or_else(|| {
+                ctx.err(
+                    Some(v.span()),
+                    "maillog.syslog_max_connections",
+                    format!("must be from 1 to 1000000, got {}", v.get_ref()),
+                )
+            })?,
+            None => DEFAULT_SYSLOG_MAX_CONNECTIONS,
+        };
 
         // [dns]
         let d = raw.dns;
@@ -629,6 +651,8 @@ impl Config {
                 local_domains,
                 journal: m.journal.unwrap_or(false),
                 syslog_listen,
+                state_file,
+                syslog_max_connections,
                 paths_defaulted,
             },
             dns: DnsConfig {
@@ -665,6 +689,14 @@ fn check_telemetry_path(p: &str) -> Result<String, String> {
     Ok(p.to_string())
 }
 
+/// A state file path: not empty, and not a directory name.
+pub fn parse_state_file(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.ends_with('/') {
+        return Err(format!("must name a file, got {s:?}"));
+    }
+    Ok(s.to_string())
+}
+
 pub fn parse_start(s: &str) -> Result<Start, String> {
     match s {
         "end" => Ok(Start::End),
@@ -685,6 +717,7 @@ pub struct Overrides {
     pub maillog_paths: Vec<String>,
     pub maillog_start: Option<String>,
     pub maillog_journal: bool,
+    pub maillog_state_file: Option<String>,
     pub dns_domains: Vec<String>,
     pub dns_resolvers: Vec<String>,
     pub dns_interval: Option<String>,
@@ -711,6 +744,9 @@ impl Config {
         }
         if let Some(s) = &o.maillog_start {
             self.maillog.start = parse_start(s).map_err(|m| err("--maillog.start", m))?;
+        }
+        if let Some(s) = &o.maillog_state_file {
+            self.maillog.state_file = Some(parse_state_file(s).map_err(|m| err("--maillog.state-file", m))?);
         }
         if o.maillog_journal {
             self.maillog.journal = true;

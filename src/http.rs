@@ -48,10 +48,18 @@ pub fn wants_openmetrics(accept: Option<&HeaderValue>) -> bool {
 
 async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let open = wants_openmetrics(headers.get(header::ACCEPT));
-    let (body, ctype) = if open {
-        (app.metrics.encode_openmetrics(), OPENMETRICS_CONTENT_TYPE)
-    } else {
-        (app.metrics.encode_text(), TEXT_CONTENT_TYPE)
+    let ctype = if open { OPENMETRICS_CONTENT_TYPE } else { TEXT_CONTENT_TYPE };
+    let encode = {
+        let app = app.clone();
+        move || if open { app.metrics.encode_openmetrics() } else { app.metrics.encode_text() }
+    };
+    let body = match app.persister.clone() {
+        // what this answer shows is saved before it is sent (SPEC §7.1)
+        Some(p) => match tokio::task::spawn_blocking(move || p.render(encode)).await {
+            Ok(b) => b,
+            Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        },
+        None => encode(),
     };
     ([(header::CONTENT_TYPE, ctype)], body).into_response()
 }

@@ -105,6 +105,8 @@ pub struct Metrics {
     pub dns_queries: Family<crate::dns::probe::QueryResultLabels, Counter>,
     pub config_last_reload_successful: Gauge,
     pub config_last_reload_success: FloatGauge,
+    /// State files found unusable at start, and snapshots that could not be saved.
+    pub state_file_errors: Counter,
 }
 
 /// The revision the binary was built from (`MAILROUTE_REVISION` at build time).
@@ -140,6 +142,7 @@ impl Metrics {
             dns_queries: Family::default(),
             config_last_reload_successful: Gauge::default(),
             config_last_reload_success: FloatGauge::default(),
+            state_file_errors: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -197,6 +200,11 @@ impl Metrics {
                 "mailroute_dns_queries",
                 "DNS queries sent, by result (ok includes NXDOMAIN answers)",
                 m.dns_queries.clone(),
+            );
+            registry.register(
+                "mailroute_state_file_errors",
+                "State file problems: a file found unusable at start (moved aside, started fresh) or a snapshot not saved",
+                m.state_file_errors.clone(),
             );
             let info = Info::new(BuildLabels {
                 version: env!("CARGO_PKG_VERSION").to_string(),

@@ -17,6 +17,7 @@ use crate::dns::state::{DnsCollector, scheduler};
 use crate::dns::{DnsState, system_resolvers};
 use crate::maillog::processor::MailState;
 use crate::maillog::source::{Shutdown, SourceHandle, spawn_path};
+use crate::maillog::state::{Persister, SAVE_INTERVAL};
 use crate::metrics::Metrics;
 use crate::status::{App, RunningSource};
 use crate::web::BasicAuth;
@@ -74,7 +75,7 @@ fn start_source(key: &str, config: &Config, mail: &Arc<MailState>) -> Result<Run
             .iter()
             .find(|l| format!("syslog:{}://{}", if l.tcp { "tcp" } else { "udp" }, l.addr) == key)
             .ok_or_else(|| format!("unknown source {key}"))?;
-        crate::maillog::syslog::spawn(listen, mail.clone(), stop.clone())
+        crate::maillog::syslog::spawn(listen, config.maillog.syslog_max_connections, mail.clone(), stop.clone())
             .map_err(|e| format!("cannot listen for {}: {e}", &key["syslog:".len()..]))?
     };
     Ok(RunningSource { key: key.to_string(), stop, handle })
@@ -107,6 +108,12 @@ pub struct Reloader {
     overrides: Overrides,
     current: Mutex<Config>,
     app: Arc<App>,
+}
+
+impl crate::status::Reload for Reloader {
+    fn reload(&self) -> Result<String, String> {
+        Reloader::reload(self)
+    }
 }
 
 impl Reloader {
@@ -202,6 +209,12 @@ pub async fn run(config: Config, path: Option<PathBuf>, overrides: Overrides) ->
         &config.maillog.default_host,
         &config.misroute_domains(),
     ));
+    let persister = config.maillog.state_file.as_ref().map(|p| Arc::new(Persister::new(p, mail.clone())));
+    if let Some(p) = &persister {
+        // counters and positions come back before any source reads a line
+        mail.persistent.store(true, std::sync::atomic::Ordering::Relaxed);
+        p.restore();
+    }
     let tls = match &config.web.tls {
         Some(t) => Some(crate::web::tls_config(t)?),
         None => None,
@@ -233,9 +246,11 @@ pub async fn run(config: Config, path: Option<PathBuf>, overrides: Overrides) ->
         telemetry_path: config.web.telemetry_path.clone(),
         auth: Arc::new(BasicAuth::new(config.web.basic_auth.clone())),
         reloader: std::sync::OnceLock::new(),
+        persister: persister.clone(),
     });
     let reloader = Arc::new(Reloader { path, overrides, current: Mutex::new(config.clone()), app: app.clone() });
-    let _ = app.reloader.set(reloader.clone());
+    let _ = app.reloader.set(reloader.clone() as Arc<dyn crate::status::Reload>);
+    let saver = persister.clone().map(|p| tokio::spawn(save_periodically(p)));
 
     let dns_stop = Arc::new(tokio::sync::Notify::new());
     let scheduler = tokio::spawn(scheduler(dns, dns_stop.clone()));
@@ -256,8 +271,30 @@ pub async fn run(config: Config, path: Option<PathBuf>, overrides: Overrides) ->
     dns_stop.notify_one();
     let _ = scheduler.await;
     let sources: Vec<RunningSource> = app.sources.lock().map(|mut s| s.drain(..).collect()).unwrap_or_default();
-    tokio::task::spawn_blocking(move || stop_sources(sources)).await.map_err(|e| e.to_string())?;
+    if let Some(t) = saver {
+        t.abort();
+    }
+    tokio::task::spawn_blocking(move || {
+        stop_sources(sources);
+        // the sources read what was left: keep it
+        if let Some(p) = persister {
+            p.save_now();
+        }
+    })
+    .await
+    .map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// Saves a snapshot every [`SAVE_INTERVAL`] (scrapes save too).
+async fn save_periodically(p: Arc<Persister>) {
+    let mut tick = tokio::time::interval(SAVE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let p = p.clone();
+        let _ = tokio::task::spawn_blocking(move || p.save_now()).await;
+    }
 }
 
 async fn reload_on_sighup(reloader: Arc<Reloader>) {

@@ -10,8 +10,8 @@ use serde::Serialize;
 use crate::dns::DnsState;
 use crate::maillog::processor::{MailState, MisrouteRecord};
 use crate::maillog::source::{Shutdown, SourceHandle, SourceStatus};
+use crate::maillog::state::Persister;
 use crate::metrics::{Metrics, REVISION};
-use crate::serve::Reloader;
 use crate::web::BasicAuth;
 
 /// A log source as `serve` runs it: its key (`file:PATH`, `journal`,
@@ -34,7 +34,16 @@ pub struct App {
     pub telemetry_path: String,
     pub auth: Arc<BasicAuth>,
     /// Set once `serve` has built the reloader (`POST /-/reload`).
-    pub reloader: OnceLock<Arc<Reloader>>,
+    pub reloader: OnceLock<Arc<dyn Reload>>,
+    /// Saves counters and positions; `/metrics` answers once its snapshot is saved.
+    pub persister: Option<Arc<Persister>>,
+}
+
+/// Re-reads and applies the configuration (implemented by `serve`, which depends on
+/// this module and not the other way round).
+pub trait Reload: Send + Sync {
+    /// A summary of what changed, or why nothing did.
+    fn reload(&self) -> Result<String, String>;
 }
 
 impl std::fmt::Debug for App {

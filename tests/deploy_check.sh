@@ -142,7 +142,7 @@ CONFIG_KEYS = {
     "web.tls": {"cert_file", "key_file"},
     "web.basic_auth": {"users"},
     "maillog": {"paths", "start", "default_host", "max_hosts", "local_domains",
-                "journal", "syslog_listen"},
+                "journal", "syslog_listen", "syslog_max_connections", "state_file"},
     "dns": {"interval", "timeout", "concurrency", "resolvers", "port",
             "smtp_probe_port", "domain"},
     "dns.domain": {"name", "dkim_selectors", "expected_mx", "smtp_probe"},
@@ -533,6 +533,13 @@ def cmd_compose():
                     err(f"compose: exporter log path {p} is outside the shared log volume")
             if logfile and cfg and logfile not in cfg.get("maillog", {}).get("paths", []):
                 err(f"compose: the exporter does not tail {logfile}, the file Postfix writes")
+            # [maillog] state_file must land in a writable named volume: the
+            # container's root is read-only, and a restart must find the file again
+            sf = (cfg or {}).get("maillog", {}).get("state_file")
+            if sf:
+                wdirs = [d for s, d, ro in exp_mounts if not ro and s in volumes]
+                if not any(sf.startswith(d.rstrip("/") + "/") for d in wdirs):
+                    err(f"compose: state_file {sf} is not inside a writable named volume of the exporter")
     ports = [str(p) for p in exp.get("ports", [])]
     if not any(p.split(":")[-1].split("/")[0] == str(PORT) for p in ports):
         err(f"compose: the exporter does not publish port {PORT}")
@@ -704,6 +711,12 @@ def cmd_kubernetes():
             for p in (cfg or {}).get("maillog", {}).get("paths", []):
                 if not any(p.startswith(d.rstrip("/") + "/") for d in dirs):
                     err(f"ConfigMap: log path {p} is outside the volume shared with the MTA")
+            sf = (cfg or {}).get("maillog", {}).get("state_file")
+            if sf:
+                wdirs = [m["mountPath"] for n, m in xm.items() if not m.get("readOnly") and n in vols
+                         and ("emptyDir" in vols[n] or "persistentVolumeClaim" in vols[n])]
+                if not any(sf.startswith(d.rstrip("/") + "/") for d in wdirs):
+                    err(f"ConfigMap: state_file {sf} is not inside a writable volume of the exporter")
     # Service ports point at named container ports that exist.
     for p in (svc.get("spec") or {}).get("ports", []):
         tp = p.get("targetPort", p.get("port"))

@@ -98,6 +98,8 @@ struct Report {
     read_errors: f64,
     stderr_rotated: usize,
     stderr_truncated: usize,
+    /// Truncations after which the rest was read from logrotate's copy.
+    stderr_copies: usize,
 }
 
 impl Report {
@@ -109,7 +111,7 @@ impl Report {
         let per_rotation = if self.rotations > 0 { self.lost() as f64 / self.rotations as f64 } else { 0.0 };
         eprintln!(
             "torture {:<24} {:>5.1}s written {:>7} counted {:>7} lost {:>5} double {:>3} rotations {:>3} \
-             lost/rotation {:>7.1} (= {:.1} ms of writing) | exporter saw {} rotations, {} truncations",
+             lost/rotation {:>7.1} (= {:.1} ms of writing) | exporter saw {} rotations, {} truncations, {} copies read",
             self.style.name(),
             self.secs,
             self.written,
@@ -121,6 +123,7 @@ impl Report {
             per_rotation * 1000.0 / RATE as f64,
             self.stderr_rotated,
             self.stderr_truncated,
+            self.stderr_copies,
         );
     }
 }
@@ -342,6 +345,7 @@ fn run(style: Style, secs: f64, every: Duration) -> Report {
         read_errors: metric_sum(&text, "mailroute_log_read_errors_total", &[]),
         stderr_rotated: stderr.matches("log rotated").count(),
         stderr_truncated: stderr.matches("log truncated").count(),
+        stderr_copies: stderr.matches("from its rotated copy").count(),
     }
 }
 

@@ -18,6 +18,7 @@ pub mod processor;
 pub mod reason;
 pub mod sendmail;
 pub mod source;
+pub mod state;
 pub mod syslog;
 pub mod tail;
 

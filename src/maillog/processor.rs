@@ -5,7 +5,8 @@
 //! host table with its `max_hosts` cap, the domains that make a reject a misroute,
 //! and the ring of recent misroutes — is a [`MailState`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
@@ -14,6 +15,8 @@ use super::exim::{self, EximJoiner, Joined};
 use super::postfix;
 use super::reason::Classifier;
 use super::sendmail;
+use super::state::Counts;
+use super::tail::TailPosition;
 use super::{Event, Mta, Outcome, Reason, Reject};
 use prometheus_client::metrics::counter::Counter;
 
@@ -80,6 +83,16 @@ pub struct MailState {
     /// Every label set counted so far, with its counter, so the counts can be listed
     /// (replay output, status page); prometheus-client families cannot be iterated.
     known: Mutex<Known>,
+    /// File sources hold it for reading while they count a poll's lines and publish
+    /// their position; a state snapshot holds it for writing (see [`super::state`]).
+    pub gate: RwLock<()>,
+    /// Where each file source's reading stands, as published after each poll.
+    positions: Mutex<BTreeMap<String, TailPosition>>,
+    /// Positions restored from the state file, taken by the sources as they start.
+    resume: Mutex<BTreeMap<String, TailPosition>>,
+    /// A state file is kept: a stopping source leaves an unfinished line for the
+    /// next start instead of counting it.
+    pub persistent: AtomicBool,
 }
 
 /// The series created so far.
@@ -115,6 +128,10 @@ impl MailState {
             misroutes: Mutex::new(VecDeque::with_capacity(MISROUTE_RING)),
             recent: Mutex::new(HashMap::new()),
             known: Mutex::new(Known::default()),
+            gate: RwLock::new(()),
+            positions: Mutex::new(BTreeMap::new()),
+            resume: Mutex::new(BTreeMap::new()),
+            persistent: AtomicBool::new(false),
         };
         state.set_domains(domains);
         state
@@ -185,6 +202,57 @@ impl MailState {
         t.lines.sort();
         t.sources.sort();
         t
+    }
+
+    /// Records where a file source's reading stands (call holding [`Self::gate`]).
+    pub fn publish_position(&self, source: &str, at: TailPosition) {
+        if let Ok(mut p) = self.positions.lock() {
+            p.insert(source.to_string(), at);
+        }
+    }
+
+    /// Every file source's position, for a snapshot.
+    pub fn positions(&self) -> BTreeMap<String, TailPosition> {
+        self.positions.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    /// The restored position of a source, once.
+    pub fn take_resume(&self, source: &str) -> Option<TailPosition> {
+        self.resume.lock().ok()?.remove(source)
+    }
+
+    /// Adds counts from a state file (before any source runs) and keeps the saved
+    /// positions for the sources to resume from. Hosts go through the host table, so
+    /// `max_hosts` still holds.
+    pub fn restore(&self, counts: &Counts, positions: BTreeMap<String, TailPosition>) {
+        for (l, n) in &counts.rejects {
+            let labels = RejectLabels { host: self.host_label(Some(l.host.as_str().as_bytes())), ..l.clone() };
+            self.reject_counter(&labels).inc_by(*n);
+        }
+        for (l, n) in &counts.misroutes {
+            let host = self.host_label(Some(l.host.as_str().as_bytes()));
+            self.misroute_counter(&MisrouteLabels { host, domain: l.domain.clone() }).inc_by(*n);
+        }
+        for (l, n) in &counts.accepted {
+            let labels = HostMtaLabels { host: self.host_label(Some(l.host.as_str().as_bytes())), mta: l.mta };
+            self.accepted_counter(&labels).inc_by(*n);
+        }
+        for (source, lines, errors, truncated) in &counts.sources {
+            let label = SharedLabel::new(source);
+            let c = self.metrics.source_counters(&label);
+            self.register_source(&label, &c);
+            for (o, n) in lines {
+                c.line(*o).inc_by(*n);
+            }
+            c.read_errors.inc_by(*errors);
+            c.truncated.inc_by(*truncated);
+        }
+        if let Ok(mut p) = self.positions.lock() {
+            p.extend(positions.clone());
+        }
+        if let Ok(mut r) = self.resume.lock() {
+            *r = positions;
+        }
     }
 
     fn register_source(&self, name: &SharedLabel, counters: &SourceCounters) {

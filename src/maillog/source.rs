@@ -11,36 +11,51 @@ use super::tail::{FileTail, LineSplitter, TailEvent, TailState};
 use crate::config::Start;
 use crate::metrics::SharedLabel;
 
-/// How often a file is polled for new lines and rotation.
+/// How often a file is polled for new lines and rotation when no inotify event
+/// comes (file systems without events, or a watch that could not be set up).
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Polls follow each other at least this far apart, however many events arrive:
+/// a busy log is read in batches (the latency target is 20 ms).
+pub const MIN_POLL_GAP: Duration = Duration::from_millis(5);
 
-/// A stop signal that wakes sleeping threads at once.
+/// A stop signal that wakes sleeping threads at once; [`Shutdown::wake`] also ends a
+/// wait early without stopping (a file changed).
 #[derive(Debug, Default)]
 pub struct Shutdown {
-    stopped: Mutex<bool>,
+    /// (stopped, woken)
+    flags: Mutex<(bool, bool)>,
     cv: Condvar,
 }
 
 impl Shutdown {
-    /// Sleeps up to `d`; true when stopping.
+    /// Sleeps up to `d`, or until woken; true when stopping.
     pub fn wait(&self, d: Duration) -> bool {
-        let Ok(g) = self.stopped.lock() else { return true };
-        if *g {
-            return true;
+        let Ok(mut g) = self.flags.lock() else { return true };
+        if !g.0 && !g.1 {
+            g = match self.cv.wait_timeout_while(g, d, |f| !f.0 && !f.1) {
+                Ok((g, _)) => g,
+                Err(_) => return true,
+            };
         }
-        match self.cv.wait_timeout(g, d) {
-            Ok((g, _)) => *g,
-            Err(_) => true,
-        }
+        g.1 = false;
+        g.0
     }
 
     pub fn is_stopped(&self) -> bool {
-        self.stopped.lock().map(|g| *g).unwrap_or(true)
+        self.flags.lock().map(|g| g.0).unwrap_or(true)
     }
 
     pub fn trigger(&self) {
-        if let Ok(mut g) = self.stopped.lock() {
-            *g = true;
+        if let Ok(mut g) = self.flags.lock() {
+            g.0 = true;
+        }
+        self.cv.notify_all();
+    }
+
+    /// Ends the current (or next) wait early.
+    pub fn wake(&self) {
+        if let Ok(mut g) = self.flags.lock() {
+            g.1 = true;
         }
         self.cv.notify_all();
     }
@@ -103,24 +118,60 @@ pub fn spawn_path(
     let st = status.clone();
     let path = path.to_string();
     let thread = std::thread::Builder::new().name(format!("source {name}")).spawn(move || {
-        let mut processor = Processor::new(state, &label);
+        let mut processor = Processor::new(state.clone(), &label);
         if path == "-" {
             run_stdin(&mut processor, &st);
         } else {
-            run_file(&path, start, &mut processor, &st, &stop);
+            let resume = state.take_resume(&name);
+            run_file(&path, start, resume, &state, &mut processor, &st, &stop);
         }
     })?;
     Ok(SourceHandle { status, thread: Some(thread) })
 }
 
-fn run_file(path: &str, start: Start, processor: &mut Processor, status: &Mutex<SourceStatus>, stop: &Shutdown) {
-    let mut tail = FileTail::new(path, start);
+/// Watches the file's directory with inotify (through `notify`) and wakes the
+/// source on every change there; `None` when the watch cannot be set up (polling
+/// alone then).
+fn watch(path: &str, stop: &Arc<Shutdown>) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let dir = match std::path::Path::new(path).parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let waker = stop.clone();
+    let mut w = notify::recommended_watcher(move |_: notify::Result<notify::Event>| waker.wake()).ok()?;
+    match w.watch(&dir, notify::RecursiveMode::NonRecursive) {
+        Ok(()) => Some(w),
+        Err(e) => {
+            tracing::info!(source = path, error = %e, "no file events for this directory, polling every 100 ms");
+            None
+        }
+    }
+}
+
+fn run_file(
+    path: &str,
+    start: Start,
+    resume: Option<super::tail::TailPosition>,
+    state: &MailState,
+    processor: &mut Processor,
+    status: &Mutex<SourceStatus>,
+    stop: &Arc<Shutdown>,
+) {
+    let mut tail = FileTail::new(path, start).with_resume(resume);
+    let mut watcher = None;
     let mut last_logged_error: Option<String> = None;
     loop {
+        if watcher.is_none() {
+            watcher = watch(path, stop);
+        }
+        let polled_at = std::time::Instant::now();
         let stopping = stop.is_stopped();
         let counters = processor.counters().clone();
         let mut read_any = false;
         {
+            // lines are counted and the position published as one step (state file)
+            let _gate = state.gate.read().unwrap_or_else(std::sync::PoisonError::into_inner);
             let mut emit = |line: &[u8], truncated: bool| {
                 if truncated {
                     counters.truncated.inc();
@@ -142,11 +193,27 @@ fn run_file(path: &str, start: Start, processor: &mut Processor, status: &Mutex<
                 }
                 TailEvent::Rotated => tracing::info!(source = path, "log rotated, following the new file"),
                 TailEvent::Truncated => tracing::info!(source = path, "log truncated, reading from its start"),
+                TailEvent::CopyRead(copy) => {
+                    tracing::info!(source = path, copy = %copy.display(), "read the rest of the log from its rotated copy")
+                }
+                TailEvent::Resumed { offset, rotated } => {
+                    tracing::info!(source = path, offset, rotated, "resumed where the last run stopped")
+                }
+                TailEvent::Lost(what) => {
+                    counters.read_errors.inc();
+                    tracing::warn!(
+                        source = path,
+                        what = what.as_str(),
+                        "lines written while the exporter was down are lost"
+                    );
+                }
             };
             tail.poll(&mut emit, &mut notice);
             if stopping {
-                tail.finish(&mut emit);
+                let flush = !state.persistent.load(std::sync::atomic::Ordering::Relaxed);
+                tail.finish(&mut emit, flush);
             }
+            state.publish_position(path, tail.saved_position());
         }
         if read_any {
             counters.touch();
@@ -161,6 +228,9 @@ fn run_file(path: &str, start: Start, processor: &mut Processor, status: &Mutex<
         }
         // back off on errors so a persistent failure costs little
         let pause = if tail.state() == TailState::Error { Duration::from_secs(1) } else { POLL_INTERVAL };
+        if let Some(gap) = MIN_POLL_GAP.checked_sub(polled_at.elapsed()) {
+            std::thread::sleep(gap);
+        }
         if stop.wait(pause) {
             // one last poll picks up what was written before the stop
             continue;

@@ -28,9 +28,10 @@
 //! - a message longer than 64 KiB is cut to 64 KiB, still parsed, and counted in
 //!   `mailroute_log_lines_truncated_total` (the rest of an octet-counted frame is
 //!   read and dropped; no buffer grows beyond 64 KiB per connection);
-//! - at most [`Limits::max_connections`] (256) TCP connections per listener; beyond
-//!   that a new connection is closed at once, logged and counted in
-//!   `mailroute_log_read_errors_total`;
+//! - at most [`Limits::max_connections`] (`syslog_max_connections`, default 10,000)
+//!   TCP connections per listener; beyond that a new connection is closed at once,
+//!   logged and counted in `mailroute_log_read_errors_total`. A connection costs its
+//!   framer and counters: the read buffer is shared by the listener's tasks;
 //! - a TCP connection idle for [`Limits::idle_timeout`] (10 minutes) is closed
 //!   (rsyslog notices a closed connection before its next send and reconnects);
 //! - every read wakes at least every 200 ms to look at the stop flag, so the source
@@ -38,16 +39,16 @@
 //!   or the exporter stops, an unfinished octet-counted frame is dropped and counted
 //!   as a read error.
 //!
-//! Threads: one per UDP listener, one accept thread per TCP listener and one thread
-//! per TCP connection (each with its own [`Processor`], so Exim's multi-part lines
-//! are joined per stream; all of them count under the listener's `source` label).
+//! Threads: one per UDP listener; one per TCP listener, running a single-threaded
+//! tokio runtime where every connection is a task (each with its own [`Processor`],
+//! so Exim's multi-part lines are joined per stream; all of them count under the
+//! listener's `source` label).
 
-use std::io::{self, Read};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::envelope;
@@ -63,6 +64,8 @@ const TICK: Duration = Duration::from_millis(200);
 const READ_CHUNK: usize = 16 * 1024;
 /// The UDP receive buffer asked of the kernel.
 const UDP_RCVBUF: libc::c_int = 4 * 1024 * 1024;
+/// Pending connections the kernel queues for a TCP listener.
+const TCP_BACKLOG: u32 = 4096;
 /// Longest octet count accepted in a frame header (9 digits).
 const MAX_COUNT_DIGITS: usize = 9;
 
@@ -79,7 +82,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits { max_message: MAX_LINE, max_connections: 256, idle_timeout: Duration::from_secs(600) }
+        Limits {
+            max_message: MAX_LINE,
+            max_connections: crate::config::DEFAULT_SYSLOG_MAX_CONNECTIONS,
+            idle_timeout: Duration::from_secs(600),
+        }
     }
 }
 
@@ -90,8 +97,13 @@ pub fn source_name(listen: &SyslogListen) -> String {
 
 /// Starts listening for forwarded syslog messages. Binding errors are returned (the
 /// exporter refuses to start); everything after is counted and logged.
-pub fn spawn(listen: &SyslogListen, state: Arc<MailState>, stop: Arc<Shutdown>) -> io::Result<SourceHandle> {
-    spawn_with(listen, Limits::default(), state, stop)
+pub fn spawn(
+    listen: &SyslogListen,
+    max_connections: usize,
+    state: Arc<MailState>,
+    stop: Arc<Shutdown>,
+) -> io::Result<SourceHandle> {
+    spawn_with(listen, Limits { max_connections, ..Limits::default() }, state, stop)
 }
 
 /// [`spawn`] with explicit bounds.
@@ -122,12 +134,20 @@ pub fn spawn_bound(
     }));
     let st = status.clone();
     let (thread, local) = if listen.tcp {
-        let listener = TcpListener::bind(listen.addr)?;
-        listener.set_nonblocking(true)?;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let listener = {
+            let _in_runtime = runtime.enter();
+            let socket =
+                if listen.addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+            socket.set_reuseaddr(true)?;
+            socket.bind(listen.addr)?;
+            // room for a burst of connects (std's default backlog is 128)
+            socket.listen(TCP_BACKLOG)?
+        };
         let local = listener.local_addr()?;
-        let thread = std::thread::Builder::new()
-            .name(format!("source {name}"))
-            .spawn(move || run_tcp(listener, limits, &state, &label, &st, &stop))?;
+        let thread = std::thread::Builder::new().name(format!("source {name}")).spawn(move || {
+            runtime.block_on(run_tcp(listener, limits, state, label, st, stop));
+        })?;
         (thread, local)
     } else {
         let socket = UdpSocket::bind(listen.addr)?;
@@ -272,31 +292,37 @@ impl Drop for Slot {
     }
 }
 
-fn run_tcp(
-    listener: TcpListener,
+thread_local! {
+    /// The read buffer of every connection of a listener: its tasks run on one
+    /// thread and never hold it across an await, so a connection costs its framer
+    /// and counters, not a buffer of its own.
+    static READ_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; READ_CHUNK]);
+}
+
+/// Accepts connections until the stop signal; each connection is a task of this
+/// listener's runtime (one thread), with its own [`Processor`].
+async fn run_tcp(
+    listener: tokio::net::TcpListener,
     limits: Limits,
-    state: &Arc<MailState>,
-    label: &SharedLabel,
-    status: &Arc<Mutex<SourceStatus>>,
-    stop: &Arc<Shutdown>,
+    state: Arc<MailState>,
+    label: SharedLabel,
+    status: Arc<Mutex<SourceStatus>>,
+    stop: Arc<Shutdown>,
 ) {
     // counters of the listener itself (refused connections, accept errors)
-    let counters = state.metrics.source_counters(label);
+    let counters = state.metrics.source_counters(&label);
     // register the source even before a first connection, so it shows with zeros
-    drop(Processor::new(state.clone(), label));
+    drop(Processor::new(state.clone(), &label));
     let name = label.as_str().to_string();
     let active = Arc::new(AtomicUsize::new(0));
-    let mut threads: Vec<JoinHandle<()>> = Vec::new();
+    let (stopping, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
     let mut last_refusal_log: Option<Instant> = None;
+    let mut tick = tokio::time::interval(TICK);
     loop {
-        if stop.is_stopped() {
-            break;
-        }
-        let mut accepted_any = false;
-        loop {
-            match listener.accept() {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    accepted_any = true;
                     if active.load(Ordering::SeqCst) >= limits.max_connections {
                         counters.read_errors.inc();
                         if last_refusal_log.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
@@ -308,23 +334,13 @@ fn run_tcp(
                     }
                     active.fetch_add(1, Ordering::SeqCst);
                     let slot = Slot(active.clone());
-                    let (state, label, status, stop) = (state.clone(), label.clone(), status.clone(), stop.clone());
-                    let spawned = std::thread::Builder::new().name(format!("syslog conn {peer}")).spawn(move || {
+                    let processor = Processor::new(state.clone(), &label);
+                    let (status, stop_rx) = (status.clone(), stop_rx.clone());
+                    tasks.spawn(async move {
                         let _slot = slot;
-                        let mut processor = Processor::new(state, &label);
-                        serve_connection(stream, limits, &mut processor, &status, &stop);
+                        serve_connection(stream, peer, limits, processor, &status, stop_rx).await;
                     });
-                    match spawned {
-                        Ok(t) => threads.push(t),
-                        Err(e) => {
-                            // the closure (and its slot) was dropped: the count is back
-                            counters.read_errors.inc();
-                            tracing::warn!(source = %name, error = %e, "syslog: cannot start a connection thread");
-                        }
-                    }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     // e.g. EMFILE: count it and let the next tick try again
                     counters.read_errors.inc();
@@ -332,60 +348,64 @@ fn run_tcp(
                     if let Ok(mut s) = status.lock() {
                         s.last_error = Some(e.to_string());
                     }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = tick.tick() => {
+                if stop.is_stopped() {
                     break;
                 }
+                while tasks.try_join_next().is_some() {}
             }
-        }
-        threads.retain(|t| !t.is_finished());
-        if !accepted_any && stop.wait(Duration::from_millis(50)) {
-            break;
         }
     }
     drop(listener);
-    for t in threads {
-        let _ = t.join();
-    }
+    let _ = stopping.send(true);
+    while tasks.join_next().await.is_some() {}
 }
 
-fn serve_connection(
-    mut stream: TcpStream,
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
     limits: Limits,
-    processor: &mut Processor,
+    mut processor: Processor,
     status: &Mutex<SourceStatus>,
-    stop: &Shutdown,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     let counters = processor.counters().clone();
-    if let Err(e) = stream.set_nonblocking(false).and_then(|()| stream.set_read_timeout(Some(TICK))) {
-        counters.read_errors.inc();
-        tracing::warn!(%peer, error = %e, "syslog: cannot set up a connection");
-        return;
-    }
     tracing::debug!(%peer, "syslog connection");
     let mut framer = Framer::new(limits.max_message);
-    let mut buf = vec![0u8; READ_CHUNK];
-    let mut last_data = Instant::now();
-    let mut emit = |msg: &[u8], cut: bool| deliver(processor, &counters, msg, limits.max_message, cut);
+    let mut emit = |msg: &[u8], cut: bool| deliver(&mut processor, &counters, msg, limits.max_message, cut);
     let end = loop {
-        if stop.is_stopped() {
-            break "stopping";
+        let ready = tokio::select! {
+            _ = stop.changed() => break "stopping",
+            r = tokio::time::timeout(limits.idle_timeout, stream.readable()) => r,
+        };
+        match ready {
+            Err(_) => break "idle",
+            Ok(Err(e)) => {
+                counters.read_errors.inc();
+                tracing::warn!(%peer, error = %e, "syslog: read failed");
+                break "read error";
+            }
+            Ok(Ok(())) => {}
         }
-        match stream.read(&mut buf) {
+        let read = READ_BUF.with_borrow_mut(|buf| match stream.try_read(buf) {
+            Ok(n) => {
+                framer.feed(&buf[..n], &mut emit);
+                Ok(n)
+            }
+            Err(e) => Err(e),
+        });
+        match read {
             Ok(0) => break "closed by the peer",
             Ok(n) => {
-                last_data = Instant::now();
-                framer.feed(&buf[..n], &mut emit);
                 counters.touch();
                 if let Ok(mut s) = status.lock() {
                     s.position += n as u64;
                 }
             }
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                if last_data.elapsed() >= limits.idle_timeout {
-                    break "idle";
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
             Err(e) => {
                 counters.read_errors.inc();
                 tracing::warn!(%peer, error = %e, "syslog: read failed");
@@ -538,7 +558,8 @@ mod tests {
     use super::*;
     use crate::maillog::Outcome;
     use crate::metrics::Metrics;
-    use std::io::Write;
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
 
     fn frames(chunks: &[&[u8]], max: usize) -> (Vec<(String, bool)>, bool) {
         let mut f = Framer::new(max);
