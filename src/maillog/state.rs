@@ -253,14 +253,16 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Writes `bytes` to `path` atomically: temporary file, fsync, rename, fsync of the
-/// directory.
+/// Writes `bytes` to `path` atomically: temporary file, fdatasync, rename, fsync of
+/// the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = with_suffix(path, ".tmp");
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
+        // the data is what matters; the rename below is made durable by the
+        // directory's fsync
+        f.sync_data()?;
         drop(f);
         std::fs::rename(&tmp, path)?;
         let dir = match path.parent() {
