@@ -16,7 +16,7 @@ use crate::metrics::SharedLabel;
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// Polls follow each other at least this far apart, however many events arrive:
 /// a busy log is read in batches (the latency target is 20 ms).
-pub const MIN_POLL_GAP: Duration = Duration::from_millis(5);
+pub const MIN_POLL_GAP: Duration = Duration::from_millis(2);
 
 /// A stop signal that wakes sleeping threads at once; [`Shutdown::wake`] also ends a
 /// wait early without stopping (a file changed).

@@ -253,14 +253,16 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Writes `bytes` to `path` atomically: temporary file, fsync, rename, fsync of the
-/// directory.
+/// Writes `bytes` to `path` atomically: temporary file, fdatasync, rename, fsync of
+/// the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = with_suffix(path, ".tmp");
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
+        // the data is what matters; the rename below is made durable by the
+        // directory's fsync
+        f.sync_data()?;
         drop(f);
         std::fs::rename(&tmp, path)?;
         let dir = match path.parent() {
@@ -282,13 +284,14 @@ pub struct Persister {
     mail: Arc<MailState>,
     /// Snapshots are numbered; an older one never overwrites a newer one.
     next: AtomicU64,
-    /// The number of the snapshot on disk (and the lock that orders writes).
-    saved: Mutex<u64>,
+    /// The number and content of the snapshot on disk (and the lock that orders
+    /// writes): an unchanged snapshot is not written again.
+    saved: Mutex<(u64, Option<Snapshot>)>,
 }
 
 impl Persister {
     pub fn new(path: impl Into<PathBuf>, mail: Arc<MailState>) -> Persister {
-        Persister { path: path.into(), mail, next: AtomicU64::new(1), saved: Mutex::new(0) }
+        Persister { path: path.into(), mail, next: AtomicU64::new(1), saved: Mutex::new((0, None)) }
     }
 
     pub fn path(&self) -> &Path {
@@ -336,12 +339,18 @@ impl Persister {
     /// logged and counted.
     pub fn save(&self, snapshot: &Snapshot, n: u64) -> bool {
         let mut saved = self.saved.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if *saved >= n {
+        if saved.0 >= n {
+            return true;
+        }
+        let unchanged =
+            saved.1.as_ref().is_some_and(|last| Snapshot { saved_at: last.saved_at, ..snapshot.clone() } == *last);
+        if unchanged {
+            saved.0 = n;
             return true;
         }
         match write_atomic(&self.path, &snapshot.to_json()) {
             Ok(()) => {
-                *saved = n;
+                *saved = (n, Some(snapshot.clone()));
                 true
             }
             Err(e) => {
@@ -478,6 +487,22 @@ mod tests {
         assert!(saver.save(&old, n_old));
         let (on_disk, _) = Snapshot::parse(&std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(on_disk.misroutes.len(), 1);
+    }
+
+    #[test]
+    fn an_unchanged_snapshot_is_not_written_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        let s = state();
+        let saver = Persister::new(&path, s.clone());
+        assert!(saver.save_now());
+        std::fs::remove_file(&path).unwrap();
+        assert!(saver.save_now());
+        assert!(!path.exists(), "nothing changed: no write");
+        let mut p = Processor::new(s.clone(), &SharedLabel::new("x"));
+        p.line(MISROUTE);
+        assert!(saver.save_now());
+        assert!(path.exists(), "a change is written");
     }
 
     #[test]
