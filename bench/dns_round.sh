@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-1000}
-BIN=target/release/mailroute_exporter
+BIN=${BIN:-target/release/mailroute_exporter}
 [ -x "$BIN" ] || cargo build --release --locked
 WORK=$(mktemp -d)
 cleanup() {
@@ -40,6 +40,7 @@ PID=$!
 addr=""
 for _ in $(seq 1 100); do
   addr=$(sed -n 's/.*msg=listening address=\([^ ]*\).*/\1/p' "$WORK/stderr" | head -1)
+  addr=${addr#http://}
   [ -n "$addr" ] && break
   sleep 0.1
 done

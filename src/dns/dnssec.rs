@@ -15,6 +15,7 @@
 //! [`absolute_time`] places them in the 68-year window around the time of the round.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use hickory_proto::dnssec::rdata::{DNSKEY, DS, RRSIG};
 use hickory_proto::dnssec::{PublicKey, Verifier};
@@ -99,7 +100,7 @@ pub struct SigCheck {
 /// An RRset and the RRSIGs one server serves over it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RrsetSigs {
-    pub owner: String,
+    pub owner: Arc<str>,
     /// `SOA`, `NS`, `DNSKEY`, `MX`, `A`, `AAAA` or `TXT`.
     pub rtype: &'static str,
     /// How many records the RRset has.
@@ -151,12 +152,12 @@ pub fn check_rrset(
             }
         })
         .collect();
-    RrsetSigs { owner: owner_text(owner), rtype: rtype.into(), records: set.len(), sigs }
+    RrsetSigs { owner: owner_text(owner).into(), rtype: rtype.into(), records: set.len(), sigs }
 }
 
 /// An owner name as snapshots keep names: lowercase, no trailing dot, the root `.`
 /// (the same form as `snapshot::norm`, which this module does not import).
-fn owner_text(owner: &Name) -> String {
+pub fn owner_text(owner: &Name) -> String {
     let n = owner.to_ascii().trim_end_matches('.').to_ascii_lowercase();
     if n.is_empty() { ".".to_string() } else { n }
 }

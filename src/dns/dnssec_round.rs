@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::future::join_all;
@@ -18,7 +19,7 @@ use hickory_proto::dnssec::rdata::{DNSKEY, DNSSECRData, DS, RRSIG};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
-use super::dnssec::{DsInfo, KeyInfo, RrsetSigs, check_rrset, ds_matches};
+use super::dnssec::{DsInfo, KeyInfo, RrsetSigs, check_rrset, ds_matches, owner_text};
 use super::probe::{Failure, Prober, Response};
 use super::snapshot::{Dnssec, Lookup, ServerDnssec, Snapshot};
 
@@ -98,20 +99,31 @@ async fn ds_lookup(
 /// What one address serves, verified.
 struct Served {
     keys: Result<Vec<KeyInfo>, String>,
-    ds_matched: BTreeSet<u16>,
+    ds_matched: Vec<u16>,
     rrsets: Vec<RrsetSigs>,
     errors: Vec<String>,
 }
 
+/// The RRset `owner`/`rtype` in `records` with its RRSIGs, verified; `None` when the
+/// server serves no such RRset.
+fn verified(
+    zone: &Name,
+    owner: &Name,
+    rtype: RecordType,
+    records: &[Record],
+    keys: &[DNSKEY],
+    now: i64,
+) -> Option<RrsetSigs> {
+    let sigs: Vec<RRSIG> = rrsigs_at(records, owner).cloned().collect();
+    Some(check_rrset(zone, owner, rtype, records, &sigs, keys, now)).filter(|c| c.records > 0)
+}
+
 async fn ask(prober: &Prober, addr: SocketAddr, zone: &Name, domain: &Name, ds: &[DS], now: i64) -> Served {
     let keys_resp = usable(prober.query_dnssec(addr, zone, RecordType::DNSKEY).await);
-    let (keys, key_records) = match &keys_resp {
-        Ok(resp) => (dnskeys_at(&resp.answers, zone), resp.answers.clone()),
-        Err(_) => (Vec::new(), Vec::new()),
-    };
+    let keys = keys_resp.as_ref().map(|resp| dnskeys_at(&resp.answers, zone)).unwrap_or_default();
     let mut out = Served {
         keys: keys_resp.as_ref().map(|_| keys.iter().map(KeyInfo::of).collect()).map_err(|e| format!("DNSKEY: {e}")),
-        ds_matched: ds_matches(zone, ds, &keys),
+        ds_matched: ds_matches(zone, ds, &keys).into_iter().collect(),
         rrsets: Vec::new(),
         errors: Vec::new(),
     };
@@ -119,27 +131,39 @@ async fn ask(prober: &Prober, addr: SocketAddr, zone: &Name, domain: &Name, ds: 
         // an unsigned zone on this server: nothing to verify
         return out;
     }
-    let mut asks: Vec<(Name, RecordType)> = vec![(zone.clone(), RecordType::SOA), (zone.clone(), RecordType::NS)];
-    for t in [RecordType::MX, RecordType::A, RecordType::AAAA, RecordType::TXT] {
-        asks.push((domain.clone(), t));
+    if let Ok(resp) = keys_resp {
+        out.rrsets.extend(verified(zone, zone, RecordType::DNSKEY, &resp.answers, &keys, now));
     }
-    let answers =
-        join_all(asks.iter().map(|(n, t)| async move { usable(prober.query_dnssec(addr, n, *t).await) })).await;
-    let mut sets: Vec<(Name, RecordType, Vec<Record>)> = Vec::new();
-    if keys_resp.is_ok() {
-        sets.push((zone.clone(), RecordType::DNSKEY, key_records));
-    }
-    for ((n, t), r) in asks.into_iter().zip(answers) {
-        match r {
-            Ok(resp) => sets.push((n, t, resp.answers)),
-            Err(e) => out.errors.push(format!("{t} {n}: {e}")),
+    let asks = [
+        (zone, RecordType::SOA),
+        (zone, RecordType::NS),
+        (domain, RecordType::MX),
+        (domain, RecordType::A),
+        (domain, RecordType::AAAA),
+        (domain, RecordType::TXT),
+    ];
+    // each answer is verified as it arrives and only the verdicts are kept
+    let keys = &keys;
+    let checked = join_all(asks.iter().map(|&(n, t)| async move {
+        match usable(prober.query_dnssec(addr, n, t).await) {
+            Ok(resp) => Ok(verified(zone, n, t, &resp.answers, keys, now)),
+            Err(e) => Err(format!("{t} {n}: {e}")),
+        }
+    }))
+    .await;
+    for c in checked {
+        match c {
+            Ok(set) => out.rrsets.extend(set),
+            Err(e) => out.errors.push(e),
         }
     }
-    for (owner, rtype, records) in sets {
-        let sigs: Vec<RRSIG> = rrsigs_at(&records, &owner).cloned().collect();
-        let checked = check_rrset(zone, &owner, rtype, &records, &sigs, &keys, now);
-        if checked.records > 0 {
-            out.rrsets.push(checked);
+    // one allocation for each owner name, shared by its RRsets
+    let (zone_text, domain_text): (Arc<str>, Arc<str>) = (owner_text(zone).into(), owner_text(domain).into());
+    for r in &mut out.rrsets {
+        if r.owner == zone_text {
+            r.owner = zone_text.clone();
+        } else if r.owner == domain_text {
+            r.owner = domain_text.clone();
         }
     }
     out
@@ -166,20 +190,35 @@ pub async fn gather(
         let (zone, domain, ds) = (&zone, &domain, &ds);
         async move { (a, ask(prober, SocketAddr::new(a, port), zone, domain, ds, now).await) }
     });
-    let served: BTreeMap<IpAddr, Served> = join_all(asks).await.into_iter().collect();
-    let servers = snap
-        .up()
-        .filter_map(|s| {
-            let d = served.get(&s.address)?;
-            Some(ServerDnssec {
-                name: s.name.clone(),
-                address: s.address,
+    let mut served: BTreeMap<IpAddr, Served> = join_all(asks).await.into_iter().collect();
+    // an address usually has one name: its data moves; shared addresses get copies
+    let mut names_left: BTreeMap<IpAddr, usize> = BTreeMap::new();
+    for s in snap.up() {
+        *names_left.entry(s.address).or_default() += 1;
+    }
+    let mut servers = Vec::new();
+    for s in snap.up() {
+        let Some(left) = names_left.get_mut(&s.address) else { continue };
+        *left -= 1;
+        let d = if *left == 0 {
+            served.remove(&s.address)
+        } else {
+            served.get(&s.address).map(|d| Served {
                 keys: d.keys.clone(),
                 ds_matched: d.ds_matched.clone(),
                 rrsets: d.rrsets.clone(),
                 errors: d.errors.clone(),
             })
-        })
-        .collect();
+        };
+        let Some(d) = d else { continue };
+        servers.push(ServerDnssec {
+            name: s.name.clone(),
+            address: s.address,
+            keys: d.keys,
+            ds_matched: d.ds_matched,
+            rrsets: d.rrsets,
+            errors: d.errors,
+        });
+    }
     Some(Dnssec { checked_at: now, expiry_warning_seconds: expiry_warning.as_secs(), ds: ds_info, servers })
 }

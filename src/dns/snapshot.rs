@@ -319,7 +319,7 @@ pub struct ServerDnssec {
     /// The DNSKEY RRset it serves (empty: none), or why the query failed.
     pub keys: Result<Vec<KeyInfo>, String>,
     /// Tags of its keys that a DS at the parent matches.
-    pub ds_matched: BTreeSet<u16>,
+    pub ds_matched: Vec<u16>,
     /// The covered RRsets it serves (non-empty ones) and their RRSIGs.
     pub rrsets: Vec<RrsetSigs>,
     /// Queries for covered RRsets that got no usable answer, in words.
