@@ -15,7 +15,8 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use mailroute_exporter::config::DomainConfig;
 use mailroute_exporter::dns::checks;
 use mailroute_exporter::dns::probe::{Failure, Prober};
-use mailroute_exporter::dns::round::{Settings, lookup_host, snapshot_with_deadline};
+use mailroute_exporter::dns::recursive::{Recursive, lookup_host};
+use mailroute_exporter::dns::round::{Settings, snapshot_with_deadline};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 
@@ -439,8 +440,8 @@ async fn huge_answer_is_read_and_compared() {
 #[tokio::test]
 async fn cname_loop_at_the_mx() {
     let w = world(Hostile::Good, true).await;
-    let prober = Prober::new(4, TIMEOUT, None);
-    let h = lookup_host(&prober, &w.settings().resolvers, "mx.hostile.test").await;
+    let rec = Recursive::new(&w.settings().resolvers, TIMEOUT);
+    let h = lookup_host(&rec, "mx.hostile.test").await;
     assert!(h.error.as_deref().is_some_and(|e| e.contains("CNAME loop")), "{h:?}");
     let (failing, took, msgs) = round(&w).await;
     assert_eq!(failing, vec!["mx_target_unresolvable", "no_usable_mx"], "{msgs}");
