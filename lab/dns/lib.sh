@@ -82,10 +82,16 @@ filter_zone() {
 
 # check_zone ZONE FILE [DUMP]: syntax-check a zone file with named-checkzone (semantic
 # checks off: the lab is full of deliberate mistakes) and, with DUMP, write the zone in
-# canonical one-record-per-line form with absolute names there.
+# canonical one-record-per-line form with absolute names there. Lines ending in
+# ";@nocheck" are left out of the check and the dump: records BIND refuses to load at
+# all (an in-zone NS without an address), which NSD and Knot serve as they are.
 check_zone() {
   local zone=$1 file=$2 dump=${3:-} out
   local args=(-i none -k ignore -m ignore -M ignore -n ignore -r ignore -S ignore -T ignore -W ignore)
+  if grep -q ';@nocheck[[:space:]]*$' "$file"; then
+    grep -v ';@nocheck[[:space:]]*$' "$file" >"$file.checked"
+    file=$file.checked
+  fi
   if [ -n "$dump" ]; then
     out=$(named-checkzone "${args[@]}" -D -o "$dump" "$zone" "$file" 2>&1) || die "zone $zone ($file) does not load: $out"
   else

@@ -86,7 +86,7 @@ fn usable(r: &Result<Response, Failure>) -> Option<&Response> {
 /// it is.
 pub fn unusable_why(r: &Result<Response, Failure>) -> Option<String> {
     match r {
-        Err(e) => Some(format!("no answer ({e})")),
+        Err(e) => Some(e.to_string()),
         Ok(resp) if !matches!(resp.rcode, ResponseCode::NoError | ResponseCode::NXDomain) => {
             Some(format!("answered {}", rcode_text(resp.rcode)))
         }

@@ -136,7 +136,8 @@ pub fn nameserver_unresolvable(s: &Snapshot, _: &DomainConfig) -> Option<Verdict
 }
 
 /// `nameserver_count_low`: fewer than two name servers at the parent or in the zone
-/// (RFC 1034 §4.1 asks for at least two; RFC 2182 §5 for more, apart).
+/// (RFC 1034 §4.1 asks for at least two; RFC 2182 §5 for more, apart). The zone's
+/// own set is judged only when some server or resolver gave it.
 pub fn nameserver_count_low(s: &Snapshot, _: &DomainConfig) -> Option<Verdict> {
     let zone_ns = s.zone_ns();
     let parent = s.referral.as_ref().map(|r| r.ns.len());
@@ -144,7 +145,8 @@ pub fn nameserver_count_low(s: &Snapshot, _: &DomainConfig) -> Option<Verdict> {
         return None;
     }
     let zone = s.zone.as_deref().unwrap_or("the zone");
-    let low_zone = zone_ns.len() < 2;
+    // an empty set is unknown, not low: no server gave it (the parent's count stands)
+    let low_zone = !zone_ns.is_empty() && zone_ns.len() < 2;
     let low_parent = parent.is_some_and(|n| n < 2);
     Some(verdict(
         low_zone || low_parent,
@@ -158,7 +160,10 @@ pub fn nameserver_count_low(s: &Snapshot, _: &DomainConfig) -> Option<Verdict> {
             }
             format!("{zone} has fewer than 2 name servers: {}", parts.join("; "))
         },
-        || format!("{zone} has {} name servers", zone_ns.len()),
+        || match (zone_ns.len(), parent) {
+            (0, Some(n)) => format!("the parent delegates {zone} to {n} name servers (the zone's own set is unknown)"),
+            (n, _) => format!("{zone} has {n} name servers"),
+        },
     ))
 }
 
