@@ -81,7 +81,8 @@ pub fn standing_words(st: &Standing) -> String {
 }
 
 /// What a comparison over the servers' answers to `question` (`"MX"`, `"NS"`,
-/// `"A"`, …; `""` for the SOA itself) left out and why, as a tail for its message:
+/// `"A"`, a whole question such as `"_dmarc.example.test TXT"`; `""` for the SOA
+/// itself) left out and why, as a tail for its message:
 /// `""` when it compared every server, else ` (left out: ns3.x (192.0.2.3) gives
 /// no answer (timeout); ns2.x (192.0.2.2) MX answered SERVFAIL)`. A server that is
 /// not up is left out with its standing; one that is up but has no answer
@@ -101,7 +102,7 @@ pub fn left_out(s: &Snapshot, question: &str, answered: impl Fn(&Server) -> bool
             let why: Vec<String> = x
                 .query_failures
                 .iter()
-                .filter(|(q, _)| q.ends_with(&suffix))
+                .filter(|(q, _)| *q == question || q.ends_with(&suffix))
                 .map(|(q, why)| format!("{q} {why}"))
                 .collect();
             Some(if why.is_empty() {
