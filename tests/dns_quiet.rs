@@ -17,10 +17,12 @@ use common::{Exporter, dns_lab, lab_expectations, metric_value, run};
 /// The lab's BIND that drops every query.
 const SILENT: &str = "127.0.53.14";
 
+/// A configuration for `names`; `resolvers` is a comma-separated list.
 fn write_config(dir: &Path, resolvers: &str, interval: &str, names: &[&str]) -> PathBuf {
     let (_, port) = dns_lab();
-    let mut cfg =
-        format!("[dns]\nresolvers = [\"{resolvers}\"]\nport = {port}\ntimeout = \"1s\"\ninterval = \"{interval}\"\n");
+    let list: Vec<String> = resolvers.split(',').map(|r| format!("\"{r}\"")).collect();
+    let list = list.join(", ");
+    let mut cfg = format!("[dns]\nresolvers = [{list}]\nport = {port}\ntimeout = \"1s\"\ninterval = \"{interval}\"\n");
     for n in names {
         cfg.push_str(&format!("\n[[dns.domain]]\nname = \"{n}\"\n"));
     }
@@ -162,6 +164,27 @@ fn a_resolver_that_drops_the_first_packets_changes_no_verdict() {
     let (status, stdout, stderr) = run(&["check", &format!("--config.file={}", cfg.display()), "--output=json"]);
     assert_eq!(status.code(), Some(1), "drift.test and lame.test fail warnings\n{stderr}");
     assert!(seen.load(Ordering::SeqCst) > 4, "the forwarder saw {} queries", seen.load(Ordering::SeqCst));
+    let doc: serde_json::Value = serde_json::from_str(&stdout).expect("JSON output");
+    let exp = lab_expectations();
+    for n in names {
+        let mut got: Vec<String> = failing(&doc, n).into_iter().map(|(c, _)| c).collect();
+        got.sort();
+        let mut want = exp[n].fail.clone();
+        want.sort();
+        assert_eq!(got, want, "{n}");
+    }
+}
+
+#[test]
+fn a_silent_first_resolver_fails_over_to_the_next() {
+    let (resolver, port) = dns_lab();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let names = ["fixed.test", "drift.test"];
+    let cfg = write_config(dir.path(), &format!("{SILENT}:{port},{resolver}"), "1h", &names);
+    let started = Instant::now();
+    let (status, stdout, stderr) = run(&["check", &format!("--config.file={}", cfg.display()), "--output=json"]);
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    assert_eq!(status.code(), Some(1), "drift.test fails warnings\n{stderr}");
     let doc: serde_json::Value = serde_json::from_str(&stdout).expect("JSON output");
     let exp = lab_expectations();
     for n in names {
