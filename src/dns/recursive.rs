@@ -80,6 +80,8 @@ pub struct Recursive {
     attempt: Duration,
     /// The resolvers, for messages.
     servers: String,
+    /// Bounds the lookups in flight ([`Recursive::with_limit`]).
+    limit: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl std::fmt::Debug for Recursive {
@@ -109,6 +111,7 @@ impl Recursive {
             cache: Arc::default(),
             attempt,
             servers: "(none)".to_string(),
+            limit: None,
         };
         let mut opts = ResolverOpts::default();
         let servers: Vec<NameServerConfig> = if resolvers.is_empty() {
@@ -143,7 +146,14 @@ impl Recursive {
         };
         let cx = Arc::new(PoolContext::new(opts, tls));
         let pool = NameServerPool::from_config(servers, cx, TokioRuntimeProvider::default());
-        Recursive { pool: Some(pool), problem: None, cache: Arc::default(), attempt, servers: names }
+        Recursive { pool: Some(pool), problem: None, cache: Arc::default(), attempt, servers: names, limit: None }
+    }
+
+    /// At most `n` lookups in flight at once (a round uses `dns.concurrency`), so a
+    /// large round does not flood the resolvers.
+    pub fn with_limit(mut self, n: usize) -> Recursive {
+        self.limit = Some(Arc::new(tokio::sync::Semaphore::new(n.max(1))));
+        self
     }
 
     /// The most one lookup may take: two attempts and a margin.
@@ -161,7 +171,13 @@ impl Recursive {
         if let Some(hit) = self.cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
             return hit;
         }
-        let r = self.ask(qname, rtype).await;
+        let r = match &self.limit {
+            Some(limit) => match limit.acquire().await {
+                Ok(_permit) => self.ask(qname, rtype).await,
+                Err(_) => Err(format!("{qname} {rtype}: the resolver is closed")),
+            },
+            None => self.ask(qname, rtype).await,
+        };
         if let Ok(mut c) = self.cache.lock() {
             c.insert(key, r.clone());
         }

@@ -114,7 +114,7 @@ pub async fn run_round(
 ) -> BTreeMap<String, DomainResult> {
     // one resolver, and so one cache, per round: shared names are asked once, and no
     // answer outlives the round
-    let rec = Recursive::new(&settings.resolvers, prober.timeout());
+    let rec = Recursive::new(&settings.resolvers, prober.timeout()).with_limit(prober.concurrency());
     let rec = &rec;
     let work = domains.iter().cloned().map(|d| round_one(prober, rec, settings, d, deadline));
     // a bounded number of domains in flight keeps memory flat for large configurations;
