@@ -45,6 +45,7 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 [ -n "$addr" ] || { cat "$WORK/stderr"; exit 1; }
+addr=${addr#http://}   # the log line carries the URL
 peak=0
 for _ in $(seq 1 1200); do
   rss=$(awk '/VmRSS/ {print $2}' "/proc/$PID/status")

@@ -147,12 +147,12 @@ fn text(results: &[DomainResult]) -> String {
     let mut out = String::new();
     for r in results {
         let Some(s) = &r.snapshot else {
-            let _ = writeln!(
-                out,
-                "{}: round did not finish: {}\n",
-                r.domain,
-                r.error.as_deref().unwrap_or("unknown error")
-            );
+            let _ =
+                writeln!(out, "{}: round did not finish: {}", r.domain, r.error.as_deref().unwrap_or("unknown error"));
+            for c in r.failing() {
+                let _ = writeln!(out, "  FAIL {} ({}): {}", c.check, c.severity.as_str(), c.message);
+            }
+            out.push('\n');
             continue;
         };
         let _ = writeln!(

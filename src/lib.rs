@@ -14,6 +14,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod dns;
+pub mod html;
 pub mod http;
 pub mod logging;
 pub mod maillog;

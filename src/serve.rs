@@ -11,10 +11,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 
 use crate::config::{Config, ListenAddress, Overrides};
+use crate::dns::DnsState;
 use crate::dns::probe::Prober;
 use crate::dns::round::Settings;
 use crate::dns::state::{DnsCollector, scheduler};
-use crate::dns::{DnsState, system_resolvers};
 use crate::maillog::processor::MailState;
 use crate::maillog::source::{Shutdown, SourceHandle, spawn_path};
 use crate::maillog::state::{Persister, SAVE_INTERVAL};
@@ -36,11 +36,11 @@ pub async fn bind(addr: &ListenAddress) -> std::io::Result<TcpListener> {
     }
 }
 
-/// How DNS rounds reach the servers: configured resolvers or `/etc/resolv.conf`.
+/// How DNS rounds reach the servers: the configured resolvers, or none, and then
+/// the round's resolver reads `/etc/resolv.conf` with its options.
 pub fn dns_settings(config: &Config) -> Settings {
-    let resolvers = if config.dns.resolvers.is_empty() { system_resolvers() } else { config.dns.resolvers.clone() };
     Settings {
-        resolvers,
+        resolvers: config.dns.resolvers.clone(),
         port: config.dns.port,
         smtp_probe_port: config.dns.smtp_probe_port,
         dnssec_expiry_warning: config.dns.dnssec_expiry_warning,

@@ -15,7 +15,8 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use mailroute_exporter::config::DomainConfig;
 use mailroute_exporter::dns::checks;
 use mailroute_exporter::dns::probe::{Failure, Prober};
-use mailroute_exporter::dns::round::{Settings, lookup_host, snapshot_with_deadline};
+use mailroute_exporter::dns::recursive::{Recursive, lookup_host};
+use mailroute_exporter::dns::round::{Settings, snapshot_with_deadline};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 
@@ -254,6 +255,16 @@ enum Hostile {
     TruncatedThenBrokenTcp,
     TruncatedThenClosedTcp,
     HugeApexAnswer,
+    /// Answers everything well but the MX query: NOTIMP.
+    MxNotImp,
+    /// Answers everything well but drops the MX query.
+    MxSilent,
+    /// Answers the MX query without the AA bit.
+    MxNotAuthoritative,
+}
+
+fn is_mx(q: &Message) -> bool {
+    qinfo(q).1 == RecordType::MX
 }
 
 fn hostile(kind: Hostile) -> Handler {
@@ -276,6 +287,14 @@ fn hostile(kind: Hostile) -> Handler {
             m.metadata.truncation = true;
             Action::Reply(m)
         }
+        Hostile::MxNotImp if is_mx(q) => Action::Reply(reply(q, true, ResponseCode::NotImp)),
+        Hostile::MxSilent if is_mx(q) => Action::Silent,
+        Hostile::MxNotAuthoritative if is_mx(q) => {
+            let mut m = good_answer(q);
+            m.metadata.authoritative = false;
+            Action::Reply(m)
+        }
+        Hostile::MxNotImp | Hostile::MxSilent | Hostile::MxNotAuthoritative => Action::Reply(good_answer(q)),
         Hostile::TruncatedThenBrokenTcp => Action::Short(512),
         Hostile::TruncatedThenClosedTcp => Action::Close,
         Hostile::HugeApexAnswer => {
@@ -440,8 +459,8 @@ async fn huge_answer_is_read_and_compared() {
 #[tokio::test]
 async fn cname_loop_at_the_mx() {
     let w = world(Hostile::Good, true).await;
-    let prober = Prober::new(4, TIMEOUT, None);
-    let h = lookup_host(&prober, &w.settings().resolvers, "mx.hostile.test").await;
+    let rec = Recursive::new(&w.settings().resolvers, TIMEOUT);
+    let h = lookup_host(&rec, "mx.hostile.test").await;
     assert!(h.error.as_deref().is_some_and(|e| e.contains("CNAME loop")), "{h:?}");
     let (failing, took, msgs) = round(&w).await;
     assert_eq!(failing, vec!["mx_target_unresolvable", "no_usable_mx"], "{msgs}");
@@ -474,4 +493,36 @@ async fn a_round_cannot_outlive_its_deadline() {
     let r = snapshot_with_deadline(&prober, &w.settings(), &domain(), Duration::from_millis(700)).await;
     assert!(r.unwrap_err().contains("did not finish within"));
     assert!(started.elapsed() < Duration::from_millis(1500));
+}
+
+/// A server that answers the SOA but fails only the MX query: it is up, so it
+/// fails `nameserver_query_failed`, and its MX answer is left out of the comparison
+/// with the reason named.
+async fn expect_mx_failure(kind: Hostile, why: &str) {
+    let w = world(kind, false).await;
+    let (failing, took, msgs) = round(&w).await;
+    assert_eq!(failing, vec!["nameserver_query_failed"], "{kind:?}: {msgs}");
+    assert!(msgs.contains(&format!("ns2.hostile.test (127.0.98.2): hostile.test MX {why}")), "{kind:?}: {msgs}");
+    assert!(took < ROUND_BOUND, "{kind:?} took {took:?}");
+    // the comparison it was left out of says so
+    let prober = Prober::new(16, TIMEOUT, None);
+    let snap = snapshot_with_deadline(&prober, &w.settings(), &domain(), Duration::from_secs(20)).await.expect("round");
+    assert!(snap.servers.iter().any(|s| s.name == "ns2.hostile.test" && s.is_up() && s.mx.is_none()), "{snap:?}");
+    let mx = checks::evaluate(&snap, &domain()).into_iter().find(|c| c.check == "mx_missing").expect("mx_missing");
+    assert!(!mx.failed, "{mx:?}");
+}
+
+#[tokio::test]
+async fn a_server_that_fails_only_the_mx_query_notimp() {
+    expect_mx_failure(Hostile::MxNotImp, "answered NOTIMP").await;
+}
+
+#[tokio::test]
+async fn a_server_that_drops_only_the_mx_query() {
+    expect_mx_failure(Hostile::MxSilent, "no answer (timeout)").await;
+}
+
+#[tokio::test]
+async fn a_server_that_answers_the_mx_query_without_aa() {
+    expect_mx_failure(Hostile::MxNotAuthoritative, "answered without the AA flag").await;
 }

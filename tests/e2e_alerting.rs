@@ -320,6 +320,7 @@ fn read_post(stream: TcpStream) -> Option<Notification> {
 /// MailMisrouteApexFallback    for: 10m -> 10s    MailrouteLogReadErrors   for: 5m  -> 5s
 /// MailRejectRateHigh          for: 15m -> 15s    MailrouteLogUnparsed     for: 15m -> 15s
 /// MailDNSNoWorkingNameserver  for: 10m -> 10s    MailrouteDNSStale        for: 5m  -> 5s
+/// MailDNSRoundFailed          for: 10m -> 10s
 /// MailDNSNoUsableMX           for: 10m -> 10s    MailrouteExporterDown    for: 5m  -> 5s
 /// MailDNSSOASerialDrift       for: 1h  -> 60s    MailrouteExporterAbsent  for: 15m -> 15s
 /// MailDNSCheckFailed          for: 15m -> 15s
@@ -985,6 +986,7 @@ const MUST_HAVE_DATA: &[&str] = &[
 /// alert.
 const MUST_BE_EMPTY: &[&str] = &[
     "alert MailDNSNoWorkingNameserver",
+    "alert MailDNSRoundFailed",
     "alert MailDNSNoUsableMX",
     "alert MailDNSSOASerialDrift",
     "alert MailrouteLogStale",

@@ -44,7 +44,9 @@ server_addr() {
     nsd) echo "$NSD_ADDR" ;;
     knot) echo "$KNOT_ADDR" ;;
     bind) echo "$NS3_ADDR" ;;
-    *) die "zones.list: unknown server '$1' (use nsd, knot, bind)" ;;
+    silent) echo "$SILENT_ADDR" ;;
+    refuse) echo "$NS3_ADDR" ;;
+    *) die "zones.list: unknown server '$1' (use nsd, knot, bind, silent, refuse)" ;;
   esac
 }
 
@@ -128,9 +130,11 @@ EOF
         case $ns in *=*) addr=${ns#*=} ns=${ns%%=*} ;; esac
         ns=${ns%.}.
         printf '%-21s NS    %s\n' "$zone." "$ns"
-        # glue only for names inside the delegated zone
+        # glue for names inside the delegated zone, and sibling glue (a name outside
+        # the zone but inside test.) when an address is given
         case $ns in
           "$zone." | *."$zone.") ;;
+          *.test.) [ -n "$addr" ] || continue ;;
           *) continue ;;
         esac
         if [ -n "$addr" ]; then
@@ -241,7 +245,13 @@ generate() {
         nsd) dir=$RUN/nsd/zones ;;
         knot) dir=$RUN/knot/zones ;;
         bind) dir=$RUN/bind-ns3/zones ;;
-        *) die "zones.list: unknown server '$s' for $zone (use nsd, knot, bind)" ;;
+        # no server loads the zone: Unbound's stub points at the BIND that drops every
+        # query (silent) or at the ns3 BIND, which answers REFUSED (refuse)
+        silent | refuse)
+          addrs="$addrs $(server_addr "$s")"
+          continue
+          ;;
+        *) die "zones.list: unknown server '$s' for $zone (use nsd, knot, bind, silent, refuse)" ;;
       esac
       filter_zone "$s" "$HERE/zones/$zone.zone" "$dir/$zone.zone"
       sign_copy "$zone" "$s" "$dir/$zone.zone"
@@ -254,6 +264,10 @@ generate() {
       printf '%s\t%s\n' "$zone" "$dir/$zone.zone" >>"$RUN/gen/$s.list"
       addrs="$addrs $(server_addr "$s")"
     done
+    if [ "$first" = 1 ]; then
+      # served by no one: the parent's delegation still comes from the zone file
+      check_zone "$zone" "$HERE/zones/$zone.zone" "$RUN/gen/$zone.canon"
+    fi
     echo "$zone$addrs" >>"$RUN/gen/stubs"
     case $zone in *.test) ;; *) LOCALS="$LOCALS $zone" ;; esac
   done

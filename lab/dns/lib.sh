@@ -82,15 +82,23 @@ filter_zone() {
 
 # check_zone ZONE FILE [DUMP]: syntax-check a zone file with named-checkzone (semantic
 # checks off: the lab is full of deliberate mistakes) and, with DUMP, write the zone in
-# canonical one-record-per-line form with absolute names there.
+# canonical one-record-per-line form with absolute names there. Lines ending in
+# ";@nocheck" are left out of the check and the dump: records BIND refuses to load at
+# all (an in-zone NS without an address), which NSD and Knot serve as they are.
 check_zone() {
-  local zone=$1 file=$2 dump=${3:-} out
+  local zone=$1 file=$2 dump=${3:-} out checked="" rc=0
   local args=(-i none -k ignore -m ignore -M ignore -n ignore -r ignore -S ignore -T ignore -W ignore)
-  if [ -n "$dump" ]; then
-    out=$(named-checkzone "${args[@]}" -D -o "$dump" "$zone" "$file" 2>&1) || die "zone $zone ($file) does not load: $out"
-  else
-    out=$(named-checkzone "${args[@]}" "$zone" "$file" 2>&1) || die "zone $zone ($file) does not load: $out"
+  if grep -q ';@nocheck[[:space:]]*$' "$file"; then
+    checked=$(mktemp)
+    grep -v ';@nocheck[[:space:]]*$' "$file" >"$checked"
   fi
+  if [ -n "$dump" ]; then
+    out=$(named-checkzone "${args[@]}" -D -o "$dump" "$zone" "${checked:-$file}" 2>&1) || rc=$?
+  else
+    out=$(named-checkzone "${args[@]}" "$zone" "${checked:-$file}" 2>&1) || rc=$?
+  fi
+  [ -z "$checked" ] || rm -f "$checked"
+  [ "$rc" = 0 ] || die "zone $zone ($file) does not load: $out"
 }
 
 # ---- loopback addresses for BIND ----

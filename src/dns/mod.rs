@@ -3,12 +3,16 @@
 //! over it.
 //!
 //! - [`probe`]: one query to one server (RD=0, EDNS, TCP on truncation, timeout);
-//! - [`round`]: discovery through the resolvers and the per-server questions;
+//! - [`recursive`]: lookups through the recursive resolvers (hickory-resolver);
+//! - [`round`]: discovery and the per-server questions;
 //! - [`snapshot`]: the plain data a round produces;
 //! - [`policy`]: what the mail policy checks need beyond the servers' answers;
 //! - [`records`]: parsers for SPF, DMARC, DKIM, MTA-STS and TLS-RPT records;
 //! - [`checks`]: one pure function per check, grouped by subject;
 //! - [`state`]: the latest results, the scheduler, and their metrics.
+//!
+//! Imports go one way: `state` → `round` → `policy` → `checks`, `recursive`,
+//! `probe`, `records` → `snapshot`; the checks read only the snapshot.
 
 pub mod checks;
 pub mod dnssec;
@@ -16,6 +20,7 @@ pub mod dnssec_round;
 pub mod policy;
 pub mod probe;
 pub mod records;
+pub mod recursive;
 pub mod round;
 pub mod snapshot;
 pub mod state;

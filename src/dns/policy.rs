@@ -14,8 +14,9 @@
 //! - with `smtp_probe`, one SMTP connection to each apex address that is not an MX
 //!   address: read the greeting, send `QUIT`.
 //!
-//! Every DNS lookup goes through the [`Prober`] (its semaphore and timeout); the
-//! SMTP connection has the same timeout for the greeting and again for `QUIT`.
+//! Every DNS lookup goes through the round's [`Recursive`] resolver (its cache,
+//! retries and time budget); the SMTP connection has the query timeout for the
+//! greeting and again for `QUIT`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -29,10 +30,9 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::checks::apex::apex_not_mx;
-use super::probe::Prober;
 use super::records::{self, spf};
-use super::round::{Settings, follow_cnames, lookup_host, resolve, txt_string};
-use super::snapshot::{Lookup, ReverseLookup, SmtpOutcome, SmtpProbe, Snapshot, SpfLookups, norm};
+use super::recursive::{Recursive, follow_cnames, lookup_host, txt_string};
+use super::snapshot::{Lookup, ReverseLookup, SmtpOutcome, SmtpProbe, Snapshot, SpfLookups, norm, reverse_name};
 use crate::config::DomainConfig;
 
 /// Distinct SPF records of the domain expanded (servers may disagree).
@@ -53,13 +53,18 @@ const MAX_PROBED: usize = 8;
 const MAX_GREETING: usize = 4096;
 
 /// Fills `snap.policy`.
-pub async fn gather(prober: &Prober, settings: &Settings, snap: &mut Snapshot, config: &DomainConfig) {
-    let resolvers = &settings.resolvers;
-    let deadline = Instant::now() + prober.timeout() * BUDGET_TIMEOUTS;
+pub async fn gather(
+    rec: &Recursive,
+    timeout: Duration,
+    smtp_probe_port: u16,
+    snap: &mut Snapshot,
+    config: &DomainConfig,
+) {
+    let resolvers = rec;
+    let deadline = Instant::now() + timeout * BUDGET_TIMEOUTS;
 
     let cnamed: BTreeSet<String> = snap.up().flat_map(|s| s.txt_cname.keys().cloned()).collect();
-    let via =
-        join_all(cnamed.iter().map(|n| async move { (n.clone(), txt_records(prober, resolvers, n).await) })).await;
+    let via = join_all(cnamed.iter().map(|n| async move { (n.clone(), txt_records(resolvers, n).await) })).await;
     snap.policy.via_cname = via.into_iter().collect();
 
     let mut spf_records: Vec<String> = Vec::new();
@@ -76,12 +81,11 @@ pub async fn gather(prober: &Prober, settings: &Settings, snap: &mut Snapshot, c
     } else {
         Vec::new()
     };
-    let port = settings.smtp_probe_port;
-    let timeout = prober.timeout();
+    let port = smtp_probe_port;
     let domain = snap.domain.clone();
     let (spf, reverse, smtp) = tokio::join!(
-        spf_lookups(prober, resolvers, &domain, &spf_records, deadline),
-        join_all(mail.iter().map(|&a| async move { (a, reverse(prober, resolvers, a).await) })),
+        spf_lookups(resolvers, &domain, &spf_records, deadline),
+        join_all(mail.iter().map(|&a| async move { (a, reverse(resolvers, a).await) })),
         join_all(
             targets
                 .iter()
@@ -95,13 +99,12 @@ pub async fn gather(prober: &Prober, settings: &Settings, snap: &mut Snapshot, c
 
 /// Records of type `rtype` at `name` through the resolvers, CNAMEs followed.
 async fn records<T>(
-    prober: &Prober,
-    resolvers: &[SocketAddr],
+    resolvers: &Recursive,
     name: &str,
     rtype: RecordType,
     pick: impl Fn(&RData) -> Option<T>,
 ) -> Lookup<Vec<T>> {
-    let resp = match resolve(prober, resolvers, name, rtype).await {
+    let resp = match resolvers.query(name, rtype).await {
         Ok(r) => r,
         Err(e) => return Lookup::Failed(e),
     };
@@ -122,8 +125,8 @@ async fn records<T>(
 }
 
 /// TXT records (each joined, RFC 7208 §3.3) through the resolvers.
-pub async fn txt_records(prober: &Prober, resolvers: &[SocketAddr], name: &str) -> Lookup<Vec<String>> {
-    records(prober, resolvers, name, RecordType::TXT, |d| match d {
+pub async fn txt_records(resolvers: &Recursive, name: &str) -> Lookup<Vec<String>> {
+    records(resolvers, name, RecordType::TXT, |d| match d {
         RData::TXT(t) => Some(txt_string(&t.txt_data)),
         _ => None,
     })
@@ -131,13 +134,7 @@ pub async fn txt_records(prober: &Prober, resolvers: &[SocketAddr], name: &str) 
 }
 
 /// The SPF expansion: passes of walk, then look up what it still needs.
-async fn spf_lookups(
-    prober: &Prober,
-    resolvers: &[SocketAddr],
-    domain: &str,
-    spf_records: &[String],
-    deadline: Instant,
-) -> SpfLookups {
+async fn spf_lookups(resolvers: &Recursive, domain: &str, spf_records: &[String], deadline: Instant) -> SpfLookups {
     let parsed: Vec<spf::Record> = spf_records.iter().filter_map(|r| spf::parse(r).ok()).collect();
     let mut data = SpfLookups::default();
     let mut asked = 0usize;
@@ -160,11 +157,11 @@ async fn spf_lookups(
         let answers = join_all(batch.into_iter().map(|need| async move {
             match need {
                 spf::Need::Txt(n) => {
-                    let l = txt_records(prober, resolvers, &n).await;
+                    let l = txt_records(resolvers, &n).await;
                     (spf::Need::Txt(n), Answer::Txt(l))
                 }
                 spf::Need::Mx(n) => {
-                    let l = records(prober, resolvers, &n, RecordType::MX, |d| match d {
+                    let l = records(resolvers, &n, RecordType::MX, |d| match d {
                         RData::MX(m) => Some(norm(&m.exchange.to_ascii())),
                         _ => None,
                     })
@@ -172,7 +169,7 @@ async fn spf_lookups(
                     (spf::Need::Mx(n), Answer::Names(l))
                 }
                 spf::Need::Addresses(n) => {
-                    let h = lookup_host(prober, resolvers, &n).await;
+                    let h = lookup_host(resolvers, &n).await;
                     let l = if !h.addresses.is_empty() {
                         Lookup::Found(h.addresses.into_iter().collect())
                     } else if let Some(e) = h.error {
@@ -210,36 +207,16 @@ enum Answer {
     Addresses(Lookup<Vec<IpAddr>>),
 }
 
-/// The reverse-DNS name of an address (`…in-addr.arpa` or `…ip6.arpa`).
-pub fn reverse_name(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            format!("{}.{}.{}.{}.in-addr.arpa", o[3], o[2], o[1], o[0])
-        }
-        IpAddr::V6(v6) => {
-            let mut s = String::with_capacity(72);
-            for b in v6.octets().iter().rev() {
-                s.push_str(&format!("{:x}.{:x}.", b & 0x0f, b >> 4));
-            }
-            s.push_str("ip6.arpa");
-            s
-        }
-    }
-}
-
-async fn reverse(prober: &Prober, resolvers: &[SocketAddr], ip: IpAddr) -> ReverseLookup {
-    let ptr = records(prober, resolvers, &reverse_name(ip), RecordType::PTR, |d| match d {
+async fn reverse(resolvers: &Recursive, ip: IpAddr) -> ReverseLookup {
+    let ptr = records(resolvers, &reverse_name(ip), RecordType::PTR, |d| match d {
         RData::PTR(p) => Some(norm(&p.0.to_ascii())),
         _ => None,
     })
     .await;
     let mut forward = BTreeMap::new();
     if let Lookup::Found(names) = &ptr {
-        let lookups = names
-            .iter()
-            .take(MAX_PTR_NAMES)
-            .map(|n| async move { (n.clone(), lookup_host(prober, resolvers, n).await) });
+        let lookups =
+            names.iter().take(MAX_PTR_NAMES).map(|n| async move { (n.clone(), lookup_host(resolvers, n).await) });
         forward = join_all(lookups).await.into_iter().collect();
     }
     ReverseLookup { ptr, forward }

@@ -1,7 +1,7 @@
-//! One round for one domain: discovery through the recursive resolvers, then every
-//! authoritative server asked directly, all gathered into a [`Snapshot`].
+//! One round for one domain: discovery, then every authoritative server asked
+//! directly, all gathered into a [`Snapshot`].
 //!
-//! Discovery (all through the resolvers, RD=1):
+//! Discovery, through the round's [`Recursive`] resolver (RD=1):
 //! 1. the zone that holds the domain: the owner of the SOA in the answer or
 //!    authority section of an SOA query for the domain (it may sit above the domain);
 //! 2. the parent zone the same way, and the parent's name servers and addresses;
@@ -10,11 +10,21 @@
 //! 4. the zone's own NS RRset, and every address of every NS name (glue and
 //!    resolver answers).
 //!
+//! When the resolvers cannot find the zone (a dead or lame zone makes a resolver
+//! time out or answer SERVFAIL), discovery does not stop there
+//! ([`delegation_from_parents`]): the closest enclosing zone the resolvers do know
+//! (the parent, else the TLD, else the root) is asked directly, RD=0, and its
+//! referrals are followed down towards the domain, so the servers the delegation
+//! names are judged anyway (RFC 1034 §4.3.2, §5.3.3). Only when that fails too is
+//! the round itself failed ([`Snapshot::failure`], check `dns_round_failed`).
+//!
 //! Then each address of each name server is asked, with RD=0, for the zone's SOA
 //! and NS and the domain's MX, A and AAAA (and the TXT names the policy checks
-//! read). MX exchanges are resolved the way a sender would: through the resolvers,
-//! CNAMEs followed. Last, [`super::policy::gather`] collects what the mail policy
-//! checks need beyond that (SPF expansion, reverse DNS, the SMTP probe).
+//! read); a server that answers the SOA but fails another of these questions has
+//! it recorded in [`Server::query_failures`]. MX exchanges are resolved the way a
+//! sender would: through the resolvers, CNAMEs followed. Last,
+//! [`super::policy::gather`] collects what the mail policy checks need beyond that
+//! (SPF expansion, reverse DNS, the SMTP probe).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -22,10 +32,11 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_proto::rr::{RData, Record, RecordType};
 
 use super::probe::{Failure, Prober, Response};
-use super::snapshot::{HostLookup, Mx, NsName, Referral, Server, Snapshot, Soa, Standing, norm};
+use super::recursive::{Recursive, find_zone, lookup_host, name, ns_names, rcode_text, txt_string};
+use super::snapshot::{Mx, NsName, Referral, Server, Snapshot, Soa, Standing, in_zone, is_address_literal, norm};
 use crate::config::DomainConfig;
 
 /// How a round reaches the servers.
@@ -41,131 +52,8 @@ pub struct Settings {
     pub dnssec_expiry_warning: Duration,
 }
 
-/// The most CNAMEs followed for one name (RFC 1034 §3.6.2 does not bound it; BIND
-/// stops at 16, most resolvers earlier).
-const MAX_CNAMES: usize = 8;
-
-fn name(s: &str) -> Result<Name, String> {
-    let fq = if s.ends_with('.') { s.to_string() } else { format!("{s}.") };
-    Name::from_ascii(&fq).map_err(|e| format!("invalid name {s:?}: {e}"))
-}
-
-fn rcode_text(r: ResponseCode) -> String {
-    match r {
-        ResponseCode::NoError => "NOERROR".to_string(),
-        ResponseCode::NXDomain => "NXDOMAIN".to_string(),
-        ResponseCode::ServFail => "SERVFAIL".to_string(),
-        ResponseCode::Refused => "REFUSED".to_string(),
-        ResponseCode::FormErr => "FORMERR".to_string(),
-        ResponseCode::NotImp => "NOTIMP".to_string(),
-        other => format!("{other:?}").to_uppercase(),
-    }
-}
-
-/// Asks the resolvers in turn; an answer other than SERVFAIL or REFUSED ends it.
-pub async fn resolve(
-    prober: &Prober,
-    resolvers: &[SocketAddr],
-    qname: &str,
-    rtype: RecordType,
-) -> Result<Response, String> {
-    let n = name(qname)?;
-    let mut problems = Vec::new();
-    for &r in resolvers {
-        match prober.query(r, &n, rtype, true).await {
-            Ok(resp) if !matches!(resp.rcode, ResponseCode::ServFail | ResponseCode::Refused) => return Ok(resp),
-            Ok(resp) => problems.push(format!("resolver {r} answered {}", rcode_text(resp.rcode))),
-            Err(e) => problems.push(format!("resolver {r}: {e}")),
-        }
-    }
-    if problems.is_empty() {
-        problems.push("no resolvers configured".to_string());
-    }
-    Err(format!("{qname} {rtype}: {}", problems.join("; ")))
-}
-
 fn owner(r: &Record) -> String {
     norm(&r.name.to_ascii())
-}
-
-/// The zone holding `qname`: the owner of an SOA in the answer or authority section.
-pub async fn find_zone(prober: &Prober, resolvers: &[SocketAddr], qname: &str) -> Result<(String, bool), String> {
-    let resp = resolve(prober, resolvers, qname, RecordType::SOA).await?;
-    let nx = resp.rcode == ResponseCode::NXDomain;
-    let soa = resp.answers.iter().chain(resp.authorities.iter()).find(|r| matches!(r.data, RData::SOA(_))).map(owner);
-    match soa {
-        Some(zone) => Ok((zone, nx)),
-        None => Err(format!("no SOA record for {qname} or an enclosing zone ({})", rcode_text(resp.rcode))),
-    }
-}
-
-/// Resolves a host name's A and AAAA records the way a sender would.
-pub async fn lookup_host(prober: &Prober, resolvers: &[SocketAddr], host: &str) -> HostLookup {
-    let (a, aaaa) = tokio::join!(
-        resolve(prober, resolvers, host, RecordType::A),
-        resolve(prober, resolvers, host, RecordType::AAAA)
-    );
-    let mut out = HostLookup::default();
-    let mut errors = Vec::new();
-    for r in [a, aaaa] {
-        match r {
-            Err(e) => errors.push(e),
-            Ok(resp) => {
-                if resp.rcode == ResponseCode::NXDomain {
-                    out.nxdomain = true;
-                }
-                match follow_cnames(host, &resp.answers) {
-                    Ok((chain, target)) => {
-                        if out.cnames.len() < chain.len() {
-                            out.cnames = chain;
-                        }
-                        for rec in &resp.answers {
-                            if owner(rec) != target {
-                                continue;
-                            }
-                            match &rec.data {
-                                RData::A(a) => {
-                                    out.addresses.insert(IpAddr::V4(a.0));
-                                }
-                                RData::AAAA(a) => {
-                                    out.addresses.insert(IpAddr::V6(a.0));
-                                }
-                                _ => {}
-                            }
-                        }
-                    }
-                    Err(e) => errors.push(e),
-                }
-            }
-        }
-    }
-    if out.addresses.is_empty() && !errors.is_empty() {
-        out.error = Some(errors.join("; "));
-    }
-    out
-}
-
-/// Follows CNAME records in an answer from `start`; returns the chain and the final
-/// name. A loop or an over-long chain is an error.
-pub fn follow_cnames(start: &str, answers: &[Record]) -> Result<(Vec<String>, String), String> {
-    let mut current = norm(start);
-    let mut chain = Vec::new();
-    let mut seen = BTreeSet::from([current.clone()]);
-    loop {
-        let next = answers.iter().find_map(|r| match &r.data {
-            RData::CNAME(c) if owner(r) == current => Some(norm(&c.0.to_ascii())),
-            _ => None,
-        });
-        let Some(next) = next else { return Ok((chain, current)) };
-        if !seen.insert(next.clone()) {
-            return Err(format!("CNAME loop at {next} (from {start})"));
-        }
-        if chain.len() >= MAX_CNAMES {
-            return Err(format!("more than {MAX_CNAMES} CNAMEs from {start}"));
-        }
-        chain.push(next.clone());
-        current = next;
-    }
 }
 
 /// What one address answered to the per-server questions.
@@ -179,6 +67,7 @@ struct Answers {
     apex: Option<BTreeSet<IpAddr>>,
     txt: BTreeMap<String, Option<Vec<String>>>,
     txt_cname: BTreeMap<String, String>,
+    failures: BTreeMap<String, String>,
 }
 
 fn records_at<'a>(resp: &'a Response, at: &'a str) -> impl Iterator<Item = &'a RData> + 'a {
@@ -195,10 +84,17 @@ fn usable(r: &Result<Response, Failure>) -> Option<&Response> {
     }
 }
 
-/// Joins the strings of a TXT record (RFC 7208 §3.3: no separator).
-pub fn txt_string(strings: &[Box<[u8]>]) -> String {
-    let bytes: Vec<u8> = strings.iter().flat_map(|s| s.iter().copied()).collect();
-    String::from_utf8_lossy(&bytes).into_owned()
+/// Why a per-server answer is not usable (see [`usable`]), in words; `None` when
+/// it is.
+pub fn unusable_why(r: &Result<Response, Failure>) -> Option<String> {
+    match r {
+        Err(e) => Some(e.to_string()),
+        Ok(resp) if !matches!(resp.rcode, ResponseCode::NoError | ResponseCode::NXDomain) => {
+            Some(format!("answered {}", rcode_text(resp.rcode)))
+        }
+        Ok(resp) if !resp.authoritative => Some("answered without the AA flag".to_string()),
+        Ok(_) => None,
+    }
 }
 
 async fn ask_server(prober: &Prober, addr: SocketAddr, zone: &str, domain: &str, txt_names: &[String]) -> Answers {
@@ -212,6 +108,7 @@ async fn ask_server(prober: &Prober, addr: SocketAddr, zone: &str, domain: &str,
             apex: None,
             txt: BTreeMap::new(),
             txt_cname: BTreeMap::new(),
+            failures: BTreeMap::new(),
         };
     };
     let txt_queries = txt_names.iter().map(|rel| {
@@ -235,7 +132,8 @@ async fn ask_server(prober: &Prober, addr: SocketAddr, zone: &str, domain: &str,
                     _ => None,
                 })
             });
-            (full, value, cname)
+            let why = unusable_why(&r);
+            (full, value, cname, why)
         }
     });
     let (soa, ns, mx, a, aaaa, txts) = tokio::join!(
@@ -276,6 +174,22 @@ async fn ask_server(prober: &Prober, addr: SocketAddr, zone: &str, domain: &str,
             }
         }
     };
+    let mut failures = BTreeMap::new();
+    for (q, r) in [
+        (format!("{zone} NS"), &ns),
+        (format!("{domain} MX"), &mx),
+        (format!("{domain} A"), &a),
+        (format!("{domain} AAAA"), &aaaa),
+    ] {
+        if let Some(why) = unusable_why(r) {
+            failures.insert(q, why);
+        }
+    }
+    for (n, _, _, why) in &txts {
+        if let Some(why) = why {
+            failures.insert(format!("{n} TXT"), why.clone());
+        }
+    }
     let ns = usable(&ns).map(|resp| {
         records_at(resp, zone)
             .filter_map(|d| match d {
@@ -312,9 +226,9 @@ async fn ask_server(prober: &Prober, addr: SocketAddr, zone: &str, domain: &str,
             Some(set)
         }
     };
-    let txt_cname = txts.iter().filter_map(|(n, _, c)| c.clone().map(|c| (n.clone(), c))).collect();
-    let txt = txts.into_iter().map(|(n, v, _)| (n, v)).collect();
-    Answers { standing, rtt, soa: soa_data, ns, mx, apex, txt, txt_cname }
+    let txt_cname = txts.iter().filter_map(|(n, _, c, _)| c.clone().map(|c| (n.clone(), c))).collect();
+    let txt = txts.into_iter().map(|(n, v, _, _)| (n, v)).collect();
+    Answers { standing, rtt, soa: soa_data, ns, mx, apex, txt, txt_cname, failures }
 }
 
 /// The parent's referral for `zone`, from the first parent server that gives one.
@@ -352,48 +266,236 @@ async fn referral(prober: &Prober, parents: &[(String, IpAddr)], port: u16, zone
                 .push(format!("{pname} ({addr}) answered {} without NS records for {zone}", rcode_text(resp.rcode)));
             continue;
         }
-        let mut glue: BTreeMap<String, BTreeSet<IpAddr>> = BTreeMap::new();
-        for r in &resp.additionals {
-            let o = owner(r);
-            if !ns.contains(&o) {
-                continue;
-            }
-            let ip = match &r.data {
-                RData::A(a) => IpAddr::V4(a.0),
-                RData::AAAA(a) => IpAddr::V6(a.0),
-                _ => continue,
-            };
-            glue.entry(o).or_default().insert(ip);
-        }
+        let glue = glue_of(&resp, &ns);
         return Ok(Referral { from: format!("{pname} ({addr})"), ns, glue });
     }
     Err(format!("no referral for {zone} from the parent's servers: {}", problems.join("; ")))
 }
 
-/// NS names of a zone through the resolvers.
-async fn ns_names(prober: &Prober, resolvers: &[SocketAddr], zone: &str) -> Result<BTreeSet<String>, String> {
-    let resp = resolve(prober, resolvers, zone, RecordType::NS).await?;
-    Ok(resp
-        .answers
-        .iter()
-        .filter(|r| owner(r) == zone)
-        .filter_map(|r| match &r.data {
-            RData::NS(n) => Some(norm(&n.0.to_ascii())),
-            _ => None,
-        })
-        .collect())
+/// What the parent's servers say about a name, asked directly with RD=0.
+#[derive(Debug)]
+enum Step {
+    /// A referral to the zone `child` (at or above the name, below the zone asked).
+    Down { child: String, referral: Referral },
+    /// The servers answer authoritatively: the name is in their zone, no cut below.
+    Inside,
+    /// The servers answer authoritatively that the name does not exist.
+    NxDomain,
 }
 
-/// Runs discovery and the server probes for one domain.
+/// Asks `servers` (name, address) of the zone `at`, all at once and RD=0, for the
+/// NS of `qname`; the first usable answer decides.
+async fn ask_down(
+    prober: &Prober,
+    servers: &[(String, IpAddr)],
+    port: u16,
+    at: &str,
+    qname: &str,
+) -> Result<Step, String> {
+    let n = name(qname)?;
+    let asks =
+        servers.iter().map(|(sname, addr)| {
+            let n = n.clone();
+            async move {
+                (sname.clone(), *addr, prober.query(SocketAddr::new(*addr, port), &n, RecordType::NS, false).await)
+            }
+        });
+    let mut problems = Vec::new();
+    for (sname, addr, r) in join_all(asks).await {
+        let resp = match r {
+            Ok(resp) => resp,
+            Err(e) => {
+                problems.push(format!("{sname} ({addr}): no answer ({e})"));
+                continue;
+            }
+        };
+        if resp.authoritative && resp.rcode == ResponseCode::NXDomain {
+            return Ok(Step::NxDomain);
+        }
+        // a referral: NS records in the authority section for a zone below `at`
+        let cut = resp.authorities.iter().find_map(|r| match &r.data {
+            RData::NS(_) => {
+                let o = owner(r);
+                (o != at && in_zone(&o, at) && in_zone(qname, &o)).then_some(o)
+            }
+            _ => None,
+        });
+        if let (Some(child), ResponseCode::NoError) = (cut, resp.rcode) {
+            let ns: BTreeSet<String> = resp
+                .authorities
+                .iter()
+                .filter(|r| owner(r) == child)
+                .filter_map(|r| match &r.data {
+                    RData::NS(x) => Some(norm(&x.0.to_ascii())),
+                    _ => None,
+                })
+                .collect();
+            let glue = glue_of(&resp, &ns);
+            return Ok(Step::Down { child, referral: Referral { from: format!("{sname} ({addr})"), ns, glue } });
+        }
+        if resp.authoritative && resp.rcode == ResponseCode::NoError {
+            return Ok(Step::Inside);
+        }
+        let aa = if resp.authoritative { "" } else { " without the AA flag" };
+        problems.push(format!("{sname} ({addr}) answered {}{aa} and no referral", rcode_text(resp.rcode)));
+    }
+    if problems.is_empty() {
+        problems.push("no server to ask".to_string());
+    }
+    Err(format!("{qname} NS asked of the servers of {at}: {}", problems.join("; ")))
+}
+
+/// Glue for `ns` in the additional section of a referral.
+fn glue_of(resp: &Response, ns: &BTreeSet<String>) -> BTreeMap<String, BTreeSet<IpAddr>> {
+    let mut glue: BTreeMap<String, BTreeSet<IpAddr>> = BTreeMap::new();
+    for r in &resp.additionals {
+        let o = owner(r);
+        if !ns.contains(&o) {
+            continue;
+        }
+        let ip = match &r.data {
+            RData::A(a) => IpAddr::V4(a.0),
+            RData::AAAA(a) => IpAddr::V6(a.0),
+            _ => continue,
+        };
+        glue.entry(o).or_default().insert(ip);
+    }
+    glue
+}
+
+/// The delegation found at the parent's servers directly.
+#[derive(Debug, Default)]
+struct Found {
+    zone: String,
+    parent: Option<String>,
+    parent_servers: Vec<String>,
+    /// The parent's servers by name and address (DNSSEC asks them for the DS).
+    parent_addresses: Vec<(String, IpAddr)>,
+    referral: Option<Referral>,
+    nxdomain: bool,
+}
+
+/// The most referrals followed down from the closest zone the resolvers know.
+const MAX_REFERRALS: usize = 8;
+
+/// Finds the delegation of the zone holding `domain` without the resolvers'
+/// help for the domain itself: the closest enclosing zone the resolvers do know
+/// (the parent, else the TLD, else the root; all asked at once) and its servers,
+/// then its referrals followed down towards the domain, RD=0 (RFC 1034 §5.3.3).
+/// When a delegated zone's servers all fail, the zone is the last delegation
+/// found: its servers are then judged (and fail) like any others.
+async fn delegation_from_parents(prober: &Prober, rec: &Recursive, port: u16, domain: &str) -> Result<Found, String> {
+    let mut ancestors = Vec::new();
+    let mut rest = domain;
+    while let Some((_, up)) = rest.split_once('.') {
+        ancestors.push(up.to_string());
+        rest = up;
+    }
+    if domain != "." {
+        ancestors.push(".".to_string());
+    }
+    let zones = join_all(ancestors.iter().map(|a| find_zone(rec, a))).await;
+    let mut problems = Vec::new();
+    let mut start: Option<(String, Vec<(String, IpAddr)>)> = None;
+    let mut tried = BTreeSet::new();
+    for z in zones {
+        let zone = match z {
+            Ok((zone, _)) => zone,
+            Err(e) => {
+                problems.push(e);
+                continue;
+            }
+        };
+        if !tried.insert(zone.clone()) {
+            continue;
+        }
+        match ns_names(rec, &zone).await {
+            Ok(names) if !names.is_empty() => {
+                let lookups = names.iter().map(|n| async move { (n.clone(), lookup_host(rec, n).await) });
+                let servers: Vec<(String, IpAddr)> = join_all(lookups)
+                    .await
+                    .into_iter()
+                    .flat_map(|(n, h)| h.addresses.into_iter().map(move |a| (n.clone(), a)))
+                    .collect();
+                if servers.is_empty() {
+                    problems.push(format!("no address for any name server of {zone}"));
+                    continue;
+                }
+                start = Some((zone, servers));
+                break;
+            }
+            Ok(_) => problems.push(format!("no NS records for {zone}")),
+            Err(e) => problems.push(e),
+        }
+    }
+    let Some((mut at, mut servers)) = start else {
+        return Err(format!("the resolvers know no enclosing zone's servers either: {}", problems.join("; ")));
+    };
+    let mut found = Found { zone: at.clone(), ..Found::default() };
+    for _ in 0..MAX_REFERRALS {
+        match ask_down(prober, &servers, port, &at, domain).await {
+            Ok(Step::Down { child, referral }) => {
+                let mut next = Vec::new();
+                for n in &referral.ns {
+                    match referral.glue.get(n) {
+                        Some(g) => next.extend(g.iter().map(|a| (n.clone(), *a))),
+                        // in the child without glue: nothing can reach it
+                        None if in_zone(n, &child) => {}
+                        None => next.extend(lookup_host(rec, n).await.addresses.into_iter().map(|a| (n.clone(), a))),
+                    }
+                }
+                found = Found {
+                    zone: child.clone(),
+                    parent: Some(at.clone()),
+                    parent_servers: servers
+                        .iter()
+                        .map(|(n, _)| n.clone())
+                        .collect::<BTreeSet<_>>()
+                        .into_iter()
+                        .collect(),
+                    parent_addresses: servers.clone(),
+                    referral: Some(referral),
+                    nxdomain: false,
+                };
+                if next.is_empty() {
+                    return Ok(found);
+                }
+                at = child;
+                servers = next;
+            }
+            Ok(Step::Inside) => return Ok(found),
+            Ok(Step::NxDomain) => {
+                return Ok(Found { zone: at, nxdomain: true, ..Found::default() });
+            }
+            // the servers of a delegated zone all fail: judge them
+            Err(_) if found.referral.is_some() => return Ok(found),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(found)
+}
+
+/// Runs discovery and the server probes for one domain, with a resolver of its
+/// own (no cache shared with other domains).
 pub async fn snapshot(prober: &Prober, settings: &Settings, config: &DomainConfig) -> Snapshot {
+    let rec = Recursive::new(&settings.resolvers, prober.timeout()).with_limit(prober.concurrency());
+    snapshot_with(prober, &rec, settings, config).await
+}
+
+/// Runs discovery and the server probes for one domain, recursive lookups through
+/// `rec` (shared by the round's domains).
+pub async fn snapshot_with(prober: &Prober, rec: &Recursive, settings: &Settings, config: &DomainConfig) -> Snapshot {
     let domain = norm(&config.name);
-    let resolvers = &settings.resolvers;
+    let resolvers = rec;
     let txt_names = super::domain_txt_names(config);
     let txt_names = &txt_names;
     let mut snap = Snapshot { domain: domain.clone(), ..Snapshot::default() };
 
     // 1. the zone holding the domain
-    let zone = match find_zone(prober, resolvers, &domain).await {
+    let mut direct = false;
+    // the parent's servers by name and address: the referral and the DS come from them
+    let mut parents: Vec<(String, IpAddr)> = Vec::new();
+    let zone = match find_zone(rec, &domain).await {
         Ok((zone, nx)) => {
             if nx {
                 // nothing of the domain to ask anyone about: its zone's servers (or a
@@ -405,51 +507,78 @@ pub async fn snapshot(prober: &Prober, settings: &Settings, config: &DomainConfi
             }
             zone
         }
-        Err(e) => {
-            snap.notes.push(format!("cannot find the zone of {domain}: {e}"));
-            return snap;
-        }
+        Err(e) => match delegation_from_parents(prober, rec, settings.port, &domain).await {
+            Ok(found) if found.nxdomain => {
+                snap.notes.push(format!(
+                    "the resolvers fail for {domain} ({e}); the servers of {} say it does not exist (NXDOMAIN)",
+                    found.zone
+                ));
+                snap.nxdomain = true;
+                snap.zone = Some(found.zone);
+                return snap;
+            }
+            Ok(found) => {
+                snap.notes.push(format!(
+                    "the resolvers cannot find the zone of {domain} ({e}); its delegation was read at the parent's servers directly"
+                ));
+                snap.resolver_failure = Some(e);
+                snap.parent_zone = found.parent;
+                snap.parent_servers = found.parent_servers;
+                snap.referral = found.referral;
+                parents = found.parent_addresses;
+                direct = true;
+                found.zone
+            }
+            Err(e2) => {
+                snap.failure = Some(format!(
+                    "the resolvers cannot find the zone of {domain} ({e}), and neither can the parent's servers asked directly ({e2})"
+                ));
+                return snap;
+            }
+        },
     };
     snap.zone = Some(zone.clone());
 
-    // 2. the parent zone and its servers
-    let mut parents: Vec<(String, IpAddr)> = Vec::new();
-    if zone != "." {
-        let above = zone.split_once('.').map_or(".".to_string(), |(_, rest)| rest.to_string());
-        match find_zone(prober, resolvers, &above).await {
-            Ok((parent, _)) => {
-                snap.parent_zone = Some(parent.clone());
-                match ns_names(prober, resolvers, &parent).await {
-                    Ok(names) => {
-                        snap.parent_servers = names.iter().cloned().collect();
-                        let lookups =
-                            names.iter().map(|n| async move { (n.clone(), lookup_host(prober, resolvers, n).await) });
-                        for (n, h) in join_all(lookups).await {
-                            for a in h.addresses {
-                                parents.push((n.clone(), a));
+    if !direct {
+        // 2. the parent zone and its servers
+        if zone != "." {
+            let above = zone.split_once('.').map_or(".".to_string(), |(_, rest)| rest.to_string());
+            match find_zone(rec, &above).await {
+                Ok((parent, _)) => {
+                    snap.parent_zone = Some(parent.clone());
+                    match ns_names(rec, &parent).await {
+                        Ok(names) => {
+                            snap.parent_servers = names.iter().cloned().collect();
+                            let lookups = names.iter().map(|n| async move { (n.clone(), lookup_host(rec, n).await) });
+                            for (n, h) in join_all(lookups).await {
+                                for a in h.addresses {
+                                    parents.push((n.clone(), a));
+                                }
                             }
                         }
+                        Err(e) => snap.notes.push(format!("cannot find the servers of the parent zone {parent}: {e}")),
                     }
-                    Err(e) => snap.notes.push(format!("cannot find the servers of the parent zone {parent}: {e}")),
                 }
+                Err(e) => snap.notes.push(format!("cannot find the parent zone of {zone}: {e}")),
             }
-            Err(e) => snap.notes.push(format!("cannot find the parent zone of {zone}: {e}")),
         }
-    }
 
-    // 3. the referral and 4. the zone's own NS RRset, at the same time
-    let (refer, zone_ns) = tokio::join!(
-        async { if parents.is_empty() { None } else { Some(referral(prober, &parents, settings.port, &zone).await) } },
-        ns_names(prober, resolvers, &zone)
-    );
-    match refer {
-        Some(Ok(r)) => snap.referral = Some(r),
-        Some(Err(e)) => snap.notes.push(e),
-        None => {}
-    }
-    match zone_ns {
-        Ok(n) => snap.zone_ns_resolved = n,
-        Err(e) => snap.notes.push(format!("cannot get the NS records of {zone}: {e}")),
+        // 3. the referral and 4. the zone's own NS RRset, at the same time
+        let (refer, zone_ns) = tokio::join!(
+            async {
+                if parents.is_empty() { None } else { Some(referral(prober, &parents, settings.port, &zone).await) }
+            },
+            ns_names(rec, &zone)
+        );
+        match refer {
+            Some(Ok(r)) => snap.referral = Some(r),
+            Some(Err(e)) => snap.notes.push(e),
+            None => {}
+        }
+        match zone_ns {
+            Ok(n) => snap.zone_ns_resolved = n,
+            Err(e) => snap.notes.push(format!("cannot get the NS records of {zone}: {e}")),
+        }
     }
 
     // name servers, their addresses, and what each address says
@@ -460,7 +589,7 @@ pub async fn snapshot(prober: &Prober, settings: &Settings, config: &DomainConfi
     let mut asked: HashMap<IpAddr, Answers> = HashMap::new();
     let mut pending = names;
     for _pass in 0..2 {
-        add_ns_names(prober, settings, &mut snap, &pending).await;
+        add_ns_names(rec, direct, &mut snap, &pending).await;
         let addresses: BTreeSet<IpAddr> = snap
             .ns_names
             .values()
@@ -502,6 +631,11 @@ pub async fn snapshot(prober: &Prober, settings: &Settings, config: &DomainConfi
                 apex: ans.apex.clone(),
                 txt: ans.txt.clone(),
                 txt_cname: ans.txt_cname.clone(),
+                query_failures: if ans.standing == Standing::Authoritative {
+                    ans.failures.clone()
+                } else {
+                    BTreeMap::new()
+                },
             });
         }
     }
@@ -517,7 +651,7 @@ pub async fn snapshot(prober: &Prober, settings: &Settings, config: &DomainConfi
         .filter(|m| !m.is_null() && !is_address_literal(&m.exchange))
         .map(|m| m.exchange)
         .collect();
-    let lookups = exchanges.iter().map(|e| async move { (e.clone(), lookup_host(prober, resolvers, e).await) });
+    let lookups = exchanges.iter().map(|e| async move { (e.clone(), lookup_host(resolvers, e).await) });
     // and, at the same time, DNSSEC: DS from the parent, DNSKEY and RRSIGs per server
     let dnssec = super::dnssec_round::gather(prober, settings.port, settings.dnssec_expiry_warning, &parents, &snap);
     let (mx_hosts, dnssec) = tokio::join!(join_all(lookups), dnssec);
@@ -525,39 +659,45 @@ pub async fn snapshot(prober: &Prober, settings: &Settings, config: &DomainConfi
     snap.dnssec = dnssec;
 
     // what the mail policy checks need beyond the servers' TXT answers
-    super::policy::gather(prober, settings, &mut snap, config).await;
+    super::policy::gather(rec, prober.timeout(), settings.smtp_probe_port, &mut snap, config).await;
     snap
 }
 
 /// Resolves NS names not seen yet and records where their addresses came from.
-async fn add_ns_names(prober: &Prober, settings: &Settings, snap: &mut Snapshot, names: &BTreeSet<String>) {
-    let lookups = names
-        .iter()
-        .filter(|n| !snap.ns_names.contains_key(*n))
-        .map(|n| async move { (n.clone(), lookup_host(prober, &settings.resolvers, n).await) });
+async fn add_ns_names(rec: &Recursive, direct: bool, snap: &mut Snapshot, names: &BTreeSet<String>) {
+    let zone = snap.zone.clone().unwrap_or_default();
+    // when the resolvers failed for the zone, names inside it are reached through
+    // the parent's glue only: asking the resolvers again would fail the same way
+    let skip = |n: &str| direct && in_zone(n, &zone);
+    let lookups = names.iter().filter(|n| !snap.ns_names.contains_key(*n)).map(|n| async move {
+        let h = if skip(n) { None } else { Some(lookup_host(rec, n).await) };
+        (n.clone(), h)
+    });
     for (n, h) in join_all(lookups).await {
         let mut info = NsName::default();
         if let Some(r) = &snap.referral {
             info.in_parent = r.ns.contains(&n);
             info.glue = r.glue.get(&n).cloned().unwrap_or_default();
         }
-        info.resolved = h.addresses;
-        if info.resolved.is_empty() {
-            info.error = Some(match (&h.error, h.nxdomain) {
-                (_, true) => format!("{n} does not exist (NXDOMAIN)"),
-                (Some(e), _) => e.clone(),
-                (None, false) => format!("{n} has no A or AAAA record"),
-            });
+        match h {
+            Some(h) => {
+                info.resolved = h.addresses;
+                if info.resolved.is_empty() {
+                    info.absent = h.nxdomain || h.error.is_none();
+                    info.error = Some(match (&h.error, h.nxdomain) {
+                        (_, true) => format!("{n} does not exist (NXDOMAIN)"),
+                        (Some(e), _) => e.clone(),
+                        (None, false) => format!("{n} has no A or AAAA record"),
+                    });
+                }
+            }
+            None if info.glue.is_empty() => {
+                info.error = Some(format!("{n}: no glue at the parent, and the resolvers fail for {zone}"));
+            }
+            None => {}
         }
         snap.ns_names.insert(n, info);
     }
-}
-
-/// An MX exchange written as an IP address (`127.0.54.70.` or an IPv6 literal).
-pub fn is_address_literal(exchange: &str) -> bool {
-    let e = exchange.trim_end_matches('.');
-    let e = e.trim_start_matches('[').trim_end_matches(']');
-    e.parse::<IpAddr>().is_ok()
 }
 
 /// Runs [`snapshot`] under a deadline: a round can never hang.
@@ -570,37 +710,4 @@ pub async fn snapshot_with_deadline(
     tokio::time::timeout(deadline, snapshot(prober, settings, domain))
         .await
         .map_err(|_| format!("the round for {} did not finish within {:.0}s", domain.name, deadline.as_secs_f64()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use hickory_proto::rr::rdata::{A, CNAME};
-
-    fn cname(from: &str, to: &str) -> Record {
-        Record::from_rdata(name(from).unwrap(), 60, RData::CNAME(CNAME(name(to).unwrap())))
-    }
-
-    #[test]
-    fn cname_chains() {
-        let answers = vec![
-            cname("mail.x.test", "host.x.test"),
-            Record::from_rdata(name("host.x.test").unwrap(), 60, RData::A(A::new(127, 0, 0, 1))),
-        ];
-        assert_eq!(
-            follow_cnames("mail.x.test.", &answers),
-            Ok((vec!["host.x.test".to_string()], "host.x.test".to_string()))
-        );
-        assert_eq!(follow_cnames("host.x.test", &answers), Ok((vec![], "host.x.test".to_string())));
-        let looped = vec![cname("a.x.test", "b.x.test"), cname("b.x.test", "a.x.test")];
-        assert!(follow_cnames("a.x.test", &looped).unwrap_err().contains("loop"));
-    }
-
-    #[test]
-    fn literals() {
-        assert!(is_address_literal("127.0.54.70."));
-        assert!(is_address_literal("[2001:db8::1]"));
-        assert!(!is_address_literal("mx.example.org"));
-        assert!(!is_address_literal("127.0.54.example"));
-    }
 }

@@ -69,6 +69,10 @@ pub struct Server {
     /// ([`Policy::via_cname`]). DKIM selectors delegated to a mail provider look
     /// like this.
     pub txt_cname: BTreeMap<String, String>,
+    /// Queries of the round other than SOA that this server failed, question →
+    /// why (no answer, an rcode other than NOERROR/NXDOMAIN, no AA). Its answers to
+    /// those are left out of the comparisons.
+    pub query_failures: BTreeMap<String, String>,
 }
 
 impl Server {
@@ -102,6 +106,9 @@ pub struct NsName {
     pub resolved: BTreeSet<IpAddr>,
     /// Why resolving the name failed, when it did.
     pub error: Option<String>,
+    /// The resolvers say the name has no address at all (NXDOMAIN, or no A and no
+    /// AAAA record): not a failed lookup but a fact.
+    pub absent: bool,
 }
 
 /// A host name resolved the way a sender would: through the resolvers, CNAMEs
@@ -137,6 +144,12 @@ pub struct Snapshot {
     pub notes: Vec<String>,
     /// The resolvers say the domain does not exist; discovery stopped there.
     pub nxdomain: bool,
+    /// Why the round could not judge the domain (no delegation found by the
+    /// resolvers nor at the parent's servers, or the round's deadline cut it).
+    pub failure: Option<String>,
+    /// The delegation was found at the parent's servers directly because the
+    /// resolvers failed; what they said.
+    pub resolver_failure: Option<String>,
     /// What the mail policy checks need beyond the servers' TXT answers.
     pub policy: Policy,
     /// DS, DNSKEY and RRSIGs; `None` when the round did not get that far.
@@ -335,6 +348,31 @@ impl ServerDnssec {
     /// The earliest RRSIG expiration it serves (Unix seconds).
     pub fn earliest_expiration(&self) -> Option<i64> {
         self.rrsets.iter().flat_map(|r| r.sigs.iter().map(|s| s.expiration)).min()
+    }
+}
+
+/// An MX exchange written as an IP address (`127.0.54.70.` or an IPv6 literal).
+pub fn is_address_literal(exchange: &str) -> bool {
+    let e = exchange.trim_end_matches('.');
+    let e = e.trim_start_matches('[').trim_end_matches(']');
+    e.parse::<IpAddr>().is_ok()
+}
+
+/// The reverse-DNS name of an address (`…in-addr.arpa` or `…ip6.arpa`).
+pub fn reverse_name(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.{}.in-addr.arpa", o[3], o[2], o[1], o[0])
+        }
+        IpAddr::V6(v6) => {
+            let mut s = String::with_capacity(72);
+            for b in v6.octets().iter().rev() {
+                s.push_str(&format!("{:x}.{:x}.", b & 0x0f, b >> 4));
+            }
+            s.push_str("ip6.arpa");
+            s
+        }
     }
 }
 

@@ -20,11 +20,12 @@ use serde::Serialize;
 
 use super::checks::{self, CheckResult, Severity};
 use super::probe::Prober;
-use super::round::{Settings, snapshot_with_deadline};
+use super::recursive::Recursive;
+use super::round::{Settings, snapshot_with};
 use super::snapshot::{Snapshot, Standing, list};
 use crate::config::DomainConfig;
+use crate::html::esc;
 use crate::maillog::processor::MailState;
-use crate::status::esc;
 
 /// One domain's result in one round.
 #[derive(Debug, Clone, Serialize)]
@@ -46,6 +47,12 @@ impl DomainResult {
         self.checks.iter().filter(|c| c.failed)
     }
 
+    /// The round could not judge the domain (`dns_round_failed` fails, or there is
+    /// no verdict at all).
+    pub fn round_failed(&self) -> bool {
+        self.checks.iter().find(|c| c.check == "dns_round_failed").is_none_or(|c| c.failed)
+    }
+
     /// The worst severity among failing checks.
     pub fn worst(&self) -> Option<Severity> {
         self.failing().map(|c| c.severity).min()
@@ -63,30 +70,37 @@ pub fn round_deadline(timeout: Duration, interval: Duration) -> Duration {
 
 async fn round_one(
     prober: &Prober,
+    rec: &Recursive,
     settings: &Settings,
     d: DomainConfig,
     deadline: Duration,
 ) -> (String, DomainResult) {
     let started = Instant::now();
-    let r = snapshot_with_deadline(prober, settings, &d, deadline).await;
+    let r = tokio::time::timeout(deadline, snapshot_with(prober, rec, settings, &d)).await;
     let duration_seconds = started.elapsed().as_secs_f64();
     let result = match r {
         Ok(snap) => DomainResult {
             domain: d.name.clone(),
             checks: checks::evaluate(&snap, &d),
-            snapshot: Some(snap),
             error: None,
             finished_at: Some(now()),
+            snapshot: Some(snap),
             duration_seconds,
         },
-        Err(e) => DomainResult {
-            domain: d.name.clone(),
-            snapshot: None,
-            checks: Vec::new(),
-            error: Some(e),
-            finished_at: None,
-            duration_seconds,
-        },
+        Err(_) => {
+            // the deadline cut the round: that is itself the verdict (dns_round_failed)
+            let e = format!("the round for {} did not finish within {:.0}s", d.name, deadline.as_secs_f64());
+            let snap =
+                Snapshot { domain: super::snapshot::norm(&d.name), failure: Some(e.clone()), ..Snapshot::default() };
+            DomainResult {
+                domain: d.name.clone(),
+                checks: checks::evaluate(&snap, &d),
+                snapshot: None,
+                error: Some(e),
+                finished_at: None,
+                duration_seconds,
+            }
+        }
     };
     (d.name, result)
 }
@@ -98,7 +112,11 @@ pub async fn run_round(
     domains: &[DomainConfig],
     deadline: Duration,
 ) -> BTreeMap<String, DomainResult> {
-    let work = domains.iter().cloned().map(|d| round_one(prober, settings, d, deadline));
+    // one resolver, and so one cache, per round: shared names are asked once, and no
+    // answer outlives the round
+    let rec = Recursive::new(&settings.resolvers, prober.timeout()).with_limit(prober.concurrency());
+    let rec = &rec;
+    let work = domains.iter().cloned().map(|d| round_one(prober, rec, settings, d, deadline));
     // a bounded number of domains in flight keeps memory flat for large configurations;
     // the prober's semaphore bounds the queries themselves
     let in_flight = prober.concurrency().max(1);
@@ -230,6 +248,8 @@ impl DnsState {
                         _ => Some(x.has_ds()),
                     }),
                     "checks_evaluated": r.map_or(0, |r| r.checks.len()),
+                    "round_success": r.map(|r| !r.round_failed()),
+                    "round_failure": r.and_then(|r| r.checks.iter().find(|c| c.check == "dns_round_failed" && c.failed)).map(|c| c.message.clone()),
                     "failing_checks": failing,
                     "notes": r.and_then(|r| r.snapshot.as_ref()).map(|s| s.notes.clone()).unwrap_or_default(),
                     "diagnosis": diagnosis(&d.name, r, &mail.misroutes_last_hour(&d.name)),
@@ -311,7 +331,9 @@ pub fn html_section(doc: &serde_json::Value) -> String {
             h.push_str("<p>Not checked yet.</p>");
             continue;
         }
-        if let Some(e) = d["error"].as_str() {
+        if let Some(e) = d["round_failure"].as_str() {
+            let _ = write!(h, "<p class=\"fail\">The last round could not judge this domain: {}</p>", esc(e));
+        } else if let Some(e) = d["error"].as_str() {
             let _ = write!(h, "<p class=\"fail\">The last round did not finish: {}</p>", esc(e));
         }
         let failing = d["failing_checks"].as_array().cloned().unwrap_or_default();
@@ -551,6 +573,13 @@ impl Collector for DnsCollector {
                 }
                 Ok(())
             },
+        )?;
+        family(
+            &mut encoder,
+            "mailroute_dns_round_success",
+            "1 when the last round could judge the domain, 0 when it could not (check dns_round_failed says why)",
+            r,
+            |d, r, emit| emit(&[("domain", d)], if r.round_failed() { 0.0 } else { 1.0 }),
         )?;
         family(
             &mut encoder,

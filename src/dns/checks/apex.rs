@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use super::{Verdict, verdict};
+use super::{Verdict, left_out, verdict};
 use crate::config::DomainConfig;
 use crate::dns::snapshot::{Snapshot, list};
 
@@ -53,11 +53,12 @@ pub fn apex_address_mismatch(s: &Snapshot, _: &DomainConfig) -> Option<Verdict> 
         return None;
     }
     let differ = answers.iter().any(|(_, a)| *a != answers[0].1);
+    let out = left_out(s, "A", |x| x.apex.is_some());
     Some(verdict(
         differ,
         || {
             format!(
-                "servers disagree on the apex addresses: {}",
+                "servers disagree on the apex addresses: {}{out}",
                 answers
                     .iter()
                     .map(|(x, a)| format!("{} serves {}", x.label(), list(a.iter())))
@@ -65,7 +66,7 @@ pub fn apex_address_mismatch(s: &Snapshot, _: &DomainConfig) -> Option<Verdict> 
                     .join("; ")
             )
         },
-        || format!("{} servers serve the same apex addresses", answers.len()),
+        || format!("{} servers serve the same apex addresses{out}", answers.len()),
     ))
 }
 

@@ -74,7 +74,7 @@ pub fn dmarc_invalid(s: &Snapshot, _: &DomainConfig) -> Option<Verdict> {
         return None;
     }
     let mut problems: Vec<String> = Vec::new();
-    if let Some(d) = disagreement(&served, "the DMARC record", &name(s)) {
+    if let Some(d) = disagreement(s, &served, "the DMARC record", &name(s)) {
         problems.push(d);
     }
     let mut policies: Vec<String> = Vec::new();

@@ -53,6 +53,7 @@ fn server(name: &str, addr: &str) -> Server {
         ]
         .into(),
         txt_cname: BTreeMap::new(),
+        query_failures: BTreeMap::new(),
     }
 }
 
@@ -99,7 +100,17 @@ pub fn good() -> Snapshot {
     let ns_names = glue
         .iter()
         .map(|(n, a)| {
-            (n.clone(), NsName { in_parent: true, in_zone: true, glue: a.clone(), resolved: a.clone(), error: None })
+            (
+                n.clone(),
+                NsName {
+                    in_parent: true,
+                    in_zone: true,
+                    glue: a.clone(),
+                    resolved: a.clone(),
+                    error: None,
+                    absent: false,
+                },
+            )
         })
         .collect();
     Snapshot {
@@ -118,6 +129,8 @@ pub fn good() -> Snapshot {
         .into(),
         notes: vec![],
         nxdomain: false,
+        failure: None,
+        resolver_failure: None,
         policy: good_policy(),
         dnssec: None,
     }

@@ -26,7 +26,7 @@ pub mod sts;
 
 use serde::Serialize;
 
-use super::snapshot::Snapshot;
+use super::snapshot::{Server, Snapshot, Standing};
 use crate::config::DomainConfig;
 
 /// How bad a failing check is.
@@ -72,6 +72,50 @@ pub fn verdict(bad: bool, msg: impl FnOnce() -> String, ok: impl FnOnce() -> Str
     if bad { Verdict::Fail(msg()) } else { Verdict::Pass(ok()) }
 }
 
+/// A server's standing in words, for messages.
+pub fn standing_words(st: &Standing) -> String {
+    match st {
+        Standing::Authoritative => "answers authoritatively".to_string(),
+        Standing::Lame { detail, .. } => detail.clone(),
+        Standing::Unreachable { error } => format!("gives no answer ({error})"),
+    }
+}
+
+/// What a comparison over the servers' answers to `question` (`"MX"`, `"NS"`,
+/// `"A"`, a whole question such as `"_dmarc.example.test TXT"`; `""` for the SOA
+/// itself) left out and why, as a tail for its message:
+/// `""` when it compared every server, else ` (left out: ns3.x (192.0.2.3) gives
+/// no answer (timeout); ns2.x (192.0.2.2) MX answered SERVFAIL)`. A server that is
+/// not up is left out with its standing; one that is up but has no answer
+/// (`answered` false) with the failure recorded for that question.
+pub fn left_out(s: &Snapshot, question: &str, answered: impl Fn(&Server) -> bool) -> String {
+    let suffix = format!(" {question}");
+    let out: Vec<String> = s
+        .servers
+        .iter()
+        .filter_map(|x| {
+            if !x.is_up() {
+                return Some(format!("{} {}", x.label(), standing_words(&x.standing)));
+            }
+            if question.is_empty() || answered(x) {
+                return None;
+            }
+            let why: Vec<String> = x
+                .query_failures
+                .iter()
+                .filter(|(q, _)| *q == question || q.ends_with(&suffix))
+                .map(|(q, why)| format!("{q} {why}"))
+                .collect();
+            Some(if why.is_empty() {
+                format!("{} gave no usable {question} answer", x.label())
+            } else {
+                format!("{} {}", x.label(), why.join(", "))
+            })
+        })
+        .collect();
+    if out.is_empty() { String::new() } else { format!(" (left out: {})", out.join("; ")) }
+}
+
 pub type CheckFn = fn(&Snapshot, &DomainConfig) -> Option<Verdict>;
 
 /// One row of the catalogue.
@@ -103,6 +147,12 @@ macro_rules! check {
 
 /// Every check, in the order of SPEC §5.3.
 pub const CATALOGUE: &[Check] = &[
+    check!(
+        delegation::dns_round_failed,
+        Critical,
+        "neither the resolvers nor the parent's servers (RD=0) give the delegation, or the deadline cut the round",
+        "SPEC §7.4, RFC 1034 §5.3.3"
+    ),
     check!(delegation::no_working_nameserver, Critical, "no server answers SOA authoritatively", "RFC 1034 §4.1"),
     check!(
         delegation::nameserver_unreachable,
@@ -115,6 +165,12 @@ pub const CATALOGUE: &[Check] = &[
         Warning,
         "a server answers without AA, or REFUSED/SERVFAIL (lame)",
         "RFC 1034 §4.3.1, RFC 8499 (lame delegation)"
+    ),
+    check!(
+        delegation::nameserver_query_failed,
+        Warning,
+        "a server that answers SOA fails another query of the round (no answer, an rcode other than NOERROR/NXDOMAIN, no AA)",
+        "RFC 1034 §4.3.1, RFC 1035 §4.1.1"
     ),
     check!(delegation::nameserver_unresolvable, Warning, "an NS name has no address", "RFC 1034 §4.2.2"),
     check!(
@@ -132,7 +188,7 @@ pub const CATALOGUE: &[Check] = &[
     check!(
         delegation::glue_mismatch,
         Warning,
-        "parent glue differs from the zone's addresses for an in-zone NS",
+        "parent glue differs from the addresses of an in-zone or sibling NS, or glues an in-zone NS that has no address",
         "RFC 1034 §4.2.2, RFC 9471"
     ),
     check!(delegation::ns_rrset_mismatch, Warning, "servers disagree on the NS RRset", "RFC 2181 §5"),

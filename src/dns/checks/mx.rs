@@ -4,10 +4,9 @@
 
 use std::collections::BTreeSet;
 
-use super::{Verdict, verdict};
+use super::{Verdict, left_out, verdict};
 use crate::config::DomainConfig;
-use crate::dns::round::is_address_literal;
-use crate::dns::snapshot::{Mx, Snapshot, list};
+use crate::dns::snapshot::{Mx, Snapshot, is_address_literal, list};
 
 fn mx_text(m: &Mx) -> String {
     format!("{} {}", m.preference, m.exchange)
@@ -51,11 +50,12 @@ pub fn mx_rrset_mismatch(s: &Snapshot, _: &DomainConfig) -> Option<Verdict> {
         return None;
     }
     let differ = answers.iter().any(|(_, mx)| *mx != answers[0].1);
+    let out = left_out(s, "MX", |x| x.mx.is_some());
     Some(verdict(
         differ,
         || {
             format!(
-                "servers disagree on the MX RRset: {}",
+                "servers disagree on the MX RRset: {}{out}",
                 answers
                     .iter()
                     .map(|(x, mx)| format!("{} serves {}", x.label(), list(mx.iter().map(mx_text))))
@@ -63,7 +63,7 @@ pub fn mx_rrset_mismatch(s: &Snapshot, _: &DomainConfig) -> Option<Verdict> {
                     .join("; ")
             )
         },
-        || format!("{} servers serve the same MX RRset", answers.len()),
+        || format!("{} servers serve the same MX RRset{out}", answers.len()),
     ))
 }
 

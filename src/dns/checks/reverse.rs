@@ -8,8 +8,7 @@ use std::net::IpAddr;
 
 use super::{Verdict, verdict};
 use crate::config::DomainConfig;
-use crate::dns::policy::reverse_name;
-use crate::dns::snapshot::{Lookup, Snapshot, list, void_text};
+use crate::dns::snapshot::{Lookup, Snapshot, list, reverse_name, void_text};
 
 /// The host names mail reaches an address by, for messages.
 fn hosts_of(s: &Snapshot, a: IpAddr) -> String {

@@ -104,8 +104,8 @@ pub fn multiple(served: &[Served], what: &str, name: &str) -> Vec<String> {
 }
 
 /// When the servers do not all serve the same set of records: a sentence naming
-/// each group of servers and what it serves.
-pub fn disagreement(served: &[Served], what: &str, name: &str) -> Option<String> {
+/// each group of servers and what it serves, and the servers left out and why.
+pub fn disagreement(s: &Snapshot, served: &[Served], what: &str, name: &str) -> Option<String> {
     let groups = groups(served);
     if groups.len() < 2 {
         return None;
@@ -114,5 +114,6 @@ pub fn disagreement(served: &[Served], what: &str, name: &str) -> Option<String>
         .iter()
         .map(|(records, servers)| format!("{} {} {}", labels(servers), serve(servers), quoted(records)))
         .collect();
-    Some(format!("servers disagree on {what} at {name}: {}", parts.join("; ")))
+    let out = super::left_out(s, &format!("{name} TXT"), |x| served.iter().any(|y| std::ptr::eq(y.server, x)));
+    Some(format!("servers disagree on {what} at {name}: {}{out}", parts.join("; ")))
 }

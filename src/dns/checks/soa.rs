@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{Verdict, verdict};
+use super::{Verdict, left_out, verdict};
 use crate::config::DomainConfig;
 use crate::dns::snapshot::{Snapshot, list};
 
@@ -33,6 +33,7 @@ pub fn soa_serial_mismatch(s: &Snapshot, _: &DomainConfig) -> Option<Verdict> {
     }
     let serials: Vec<u32> = soas.iter().map(|(_, n)| *n).collect();
     let top = highest_serial(&serials)?;
+    let out = left_out(s, "", |_| true);
     let behind: Vec<String> = soas
         .iter()
         .filter(|(_, n)| *n != top)
@@ -42,9 +43,9 @@ pub fn soa_serial_mismatch(s: &Snapshot, _: &DomainConfig) -> Option<Verdict> {
         !behind.is_empty(),
         || {
             let at_top: Vec<String> = soas.iter().filter(|(_, n)| *n == top).map(|(x, _)| x.label()).collect();
-            format!("serial {top} on {}, but {}", at_top.join(", "), behind.join("; "))
+            format!("serial {top} on {}, but {}{out}", at_top.join(", "), behind.join("; "))
         },
-        || format!("all {} servers serve serial {top}", soas.len()),
+        || format!("all {} servers serve serial {top}{out}", soas.len()),
     ))
 }
 
@@ -83,10 +84,11 @@ pub fn soa_fields_mismatch(s: &Snapshot, _: &DomainConfig) -> Option<Verdict> {
             diffs.push(format!("{} differs from {}: {}", x.label(), soas[0].0.label(), fields.join(", ")));
         }
     }
+    let out = left_out(s, "", |_| true);
     Some(verdict(
         !diffs.is_empty(),
-        || diffs.join("; "),
-        || format!("{} servers serve the same MNAME, RNAME and timers", soas.len()),
+        || format!("{}{out}", diffs.join("; ")),
+        || format!("{} servers serve the same MNAME, RNAME and timers{out}", soas.len()),
     ))
 }
 

@@ -97,7 +97,7 @@ pub fn spf_invalid(s: &Snapshot, _: &DomainConfig) -> Option<Verdict> {
     let mut problems: Vec<String> = Vec::new();
     let mut advice: Vec<String> = Vec::new();
     let mut unchecked: Vec<String> = Vec::new();
-    if let Some(d) = disagreement(&served, "the SPF record", &s.domain) {
+    if let Some(d) = disagreement(s, &served, "the SPF record", &s.domain) {
         problems.push(d);
     }
     for (text, servers) in distinct(&served) {
@@ -276,6 +276,18 @@ mod tests {
         s.servers[1].txt.insert("example.test".into(), Some(vec![]));
         assert!(!spf_missing(&s, &cfg()).unwrap().failed());
         assert!(spf_invalid(&s, &cfg()).unwrap().message().contains("ns2.example.test (192.0.2.2) serves nothing"));
+        // a third server that failed the TXT query is named as left out, with why
+        let mut third = s.servers[0].clone();
+        third.name = "ns3.example.test".into();
+        third.address = "192.0.2.3".parse().unwrap();
+        third.txt.insert("example.test".into(), None);
+        third.query_failures.insert("example.test TXT".into(), "answered SERVFAIL".into());
+        s.servers.push(third);
+        let v = spf_invalid(&s, &cfg()).unwrap();
+        assert!(
+            v.message().contains("(left out: ns3.example.test (192.0.2.3) example.test TXT answered SERVFAIL)"),
+            "{v:?}"
+        );
     }
 
     #[test]

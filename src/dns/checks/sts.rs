@@ -33,7 +33,7 @@ fn opt_in(s: &Snapshot, k: &Kind) -> Option<Verdict> {
         return Some(Verdict::Pass(format!("no {} record at {name} (opt-in)", k.what)));
     }
     let mut problems: Vec<String> = Vec::new();
-    if let Some(d) = disagreement(&served, &format!("the {} record", k.what), &name) {
+    if let Some(d) = disagreement(s, &served, &format!("the {} record", k.what), &name) {
         problems.push(d);
     }
     for m in multiple(&served, k.what, &name) {
