@@ -10,6 +10,8 @@
 //!   the limits and on loops, so the expansion does too; on top of that it is
 //!   capped at [`MAX_SPF_QUERIES`] lookups, [`MAX_SPF_PASSES`] passes and a time
 //!   budget of [`BUDGET_TIMEOUTS`] query timeouts;
+//! - the DMARC record of the organisational domain (RFC 7489 §6.6.3), when the
+//!   domain is not its own organisational domain, through the resolvers;
 //! - the reverse DNS of every mail host address: PTR, then each PTR name forward;
 //! - with `smtp_probe`, one SMTP connection to each apex address that is not an MX
 //!   address: read the greeting, send `QUIT`.
@@ -32,7 +34,7 @@ use super::checks::apex::apex_not_mx;
 use super::probe::Prober;
 use super::records::{self, spf};
 use super::round::{Settings, follow_cnames, lookup_host, resolve, txt_string};
-use super::snapshot::{Lookup, ReverseLookup, SmtpOutcome, SmtpProbe, Snapshot, SpfLookups, norm};
+use super::snapshot::{Lookup, OrgDmarc, ReverseLookup, SmtpOutcome, SmtpProbe, Snapshot, SpfLookups, norm};
 use crate::config::DomainConfig;
 
 /// Distinct SPF records of the domain expanded (servers may disagree).
@@ -79,7 +81,8 @@ pub async fn gather(prober: &Prober, settings: &Settings, snap: &mut Snapshot, c
     let port = settings.smtp_probe_port;
     let timeout = prober.timeout();
     let domain = snap.domain.clone();
-    let (spf, reverse, smtp) = tokio::join!(
+    let org = records::dmarc::organizational_domain(&domain);
+    let (spf, reverse, smtp, dmarc_org) = tokio::join!(
         spf_lookups(prober, resolvers, &domain, &spf_records, deadline),
         join_all(mail.iter().map(|&a| async move { (a, reverse(prober, resolvers, a).await) })),
         join_all(
@@ -87,7 +90,16 @@ pub async fn gather(prober: &Prober, settings: &Settings, snap: &mut Snapshot, c
                 .iter()
                 .map(|&a| async move { (a, SmtpProbe { port, outcome: smtp_probe(a, port, timeout).await }) })
         ),
+        async {
+            match org {
+                Some(o) => {
+                    Some(OrgDmarc { records: txt_records(prober, resolvers, &format!("_dmarc.{o}")).await, domain: o })
+                }
+                None => None,
+            }
+        },
     );
+    snap.policy.dmarc_org = dmarc_org;
     snap.policy.spf = spf;
     snap.policy.reverse = reverse.into_iter().collect();
     snap.policy.smtp = config.smtp_probe.then(|| smtp.into_iter().collect());

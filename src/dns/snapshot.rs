@@ -277,6 +277,18 @@ pub struct Policy {
     /// SMTP probes of the apex addresses that are not MX addresses; `None` when
     /// the domain's `smtp_probe` is off.
     pub smtp: Option<BTreeMap<IpAddr, SmtpProbe>>,
+    /// The organisational domain's DMARC records (RFC 7489 §6.6.3), read through
+    /// the resolvers; `None` when the domain is its own organisational domain.
+    pub dmarc_org: Option<OrgDmarc>,
+}
+
+/// The DMARC records at `_dmarc.<organisational domain>`, the fallback receivers
+/// use when the domain has no record of its own (RFC 7489 §6.6.3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrgDmarc {
+    /// The organisational domain, found with the Public Suffix List.
+    pub domain: String,
+    pub records: Lookup<Vec<String>>,
 }
 
 /// Lowercase, no trailing dot: how names are kept in a snapshot (the root is `.`).

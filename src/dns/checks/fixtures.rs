@@ -78,6 +78,7 @@ pub fn good_policy() -> Policy {
         )]
         .into(),
         smtp: None,
+        dmarc_org: None,
     }
 }
 

@@ -186,7 +186,12 @@ pub const CATALOGUE: &[Check] = &[
         "RFC 7208 §4.6.4"
     ),
     check!(spf::spf_void_lookup_limit, Warning, "more than 2 void lookups", "RFC 7208 §4.6.4"),
-    check!(dmarc::dmarc_missing, Warning, "no v=DMARC1 record at _dmarc", "RFC 7489 §6.1, §6.6.3"),
+    check!(
+        dmarc::dmarc_missing,
+        Warning,
+        "no v=DMARC1 record at _dmarc, nor one at the organisational domain (Public Suffix List)",
+        "RFC 7489 §6.1, §6.6.3"
+    ),
     check!(dmarc::dmarc_multiple, Warning, "a server serves more than one DMARC record", "RFC 7489 §6.6.3"),
     check!(
         dmarc::dmarc_invalid,
