@@ -38,7 +38,13 @@ pub async fn bind(addr: &ListenAddress) -> std::io::Result<TcpListener> {
 /// How DNS rounds reach the servers: configured resolvers or `/etc/resolv.conf`.
 pub fn dns_settings(config: &Config) -> Settings {
     let resolvers = if config.dns.resolvers.is_empty() { system_resolvers() } else { config.dns.resolvers.clone() };
-    Settings { resolvers, port: config.dns.port, smtp_probe_port: config.dns.smtp_probe_port }
+    Settings {
+        resolvers,
+        port: config.dns.port,
+        smtp_probe_port: config.dns.smtp_probe_port,
+        tls: crate::dns::tls_client::client_config(config.dns.ca_file.as_deref().map(std::path::Path::new)),
+        ..Settings::default()
+    }
 }
 
 /// The log sources a configuration asks for, by key: `file:PATH`, `journal`,

@@ -8,6 +8,8 @@
 //! - [`policy`]: what the mail policy checks need beyond the servers' answers;
 //! - [`records`]: parsers for SPF, DMARC, DKIM, MTA-STS and TLS-RPT records;
 //! - [`checks`]: one pure function per check, grouped by subject;
+//! - [`sts_fetch`]: the MTA-STS policy fetch over HTTPS, and its cache;
+//! - [`tls_client`]: the rustls client configuration (Mozilla roots plus `ca_file`);
 //! - [`state`]: the latest results, the scheduler, and their metrics.
 
 pub mod checks;
@@ -17,6 +19,8 @@ pub mod records;
 pub mod round;
 pub mod snapshot;
 pub mod state;
+pub mod sts_fetch;
+pub mod tls_client;
 
 pub use state::DnsState;
 
@@ -70,6 +74,7 @@ mod tests {
             dkim_selectors: vec!["default".into(), "S2".into()],
             expected_mx: None,
             smtp_probe: false,
+            starttls_probe: false,
         };
         assert_eq!(
             super::domain_txt_names(&d),

@@ -12,6 +12,8 @@
 //!   budget of [`BUDGET_TIMEOUTS`] query timeouts;
 //! - the DMARC record of the organisational domain (RFC 7489 §6.6.3), when the
 //!   domain is not its own organisational domain, through the resolvers;
+//! - the MTA-STS policy, when a valid `_mta-sts` record exists
+//!   ([`super::sts_fetch`]);
 //! - the reverse DNS of every mail host address: PTR, then each PTR name forward;
 //! - with `smtp_probe`, one SMTP connection to each apex address that is not an MX
 //!   address: read the greeting, send `QUIT`.
@@ -82,7 +84,8 @@ pub async fn gather(prober: &Prober, settings: &Settings, snap: &mut Snapshot, c
     let timeout = prober.timeout();
     let domain = snap.domain.clone();
     let org = records::dmarc::organizational_domain(&domain);
-    let (spf, reverse, smtp, dmarc_org) = tokio::join!(
+    let sts_id = super::sts_fetch::record_id(snap);
+    let (spf, reverse, smtp, dmarc_org, mta_sts) = tokio::join!(
         spf_lookups(prober, resolvers, &domain, &spf_records, deadline),
         join_all(mail.iter().map(|&a| async move { (a, reverse(prober, resolvers, a).await) })),
         join_all(
@@ -98,7 +101,9 @@ pub async fn gather(prober: &Prober, settings: &Settings, snap: &mut Snapshot, c
                 None => None,
             }
         },
+        super::sts_fetch::policy(prober, settings, &domain, sts_id),
     );
+    snap.policy.mta_sts = mta_sts;
     snap.policy.dmarc_org = dmarc_org;
     snap.policy.spf = spf;
     snap.policy.reverse = reverse.into_iter().collect();

@@ -37,6 +37,27 @@ pub struct Settings {
     pub port: u16,
     /// Port of the opt-in SMTP probe of apex addresses.
     pub smtp_probe_port: u16,
+    /// The TLS client for MTA-STS and STARTTLS (or why there is none: an
+    /// unusable `ca_file`, which then fails every fetch).
+    pub tls: Result<std::sync::Arc<rustls::ClientConfig>, String>,
+    /// The HTTPS port of `mta-sts.<domain>`: 443 (RFC 8461 §3.3).
+    pub mta_sts_port: u16,
+    /// MTA-STS policies kept across rounds.
+    pub sts_cache: std::sync::Arc<super::sts_fetch::StsCache>,
+}
+
+impl Default for Settings {
+    /// No resolvers, port 53, SMTP 25, MTA-STS 443, the Mozilla roots only.
+    fn default() -> Settings {
+        Settings {
+            resolvers: Vec::new(),
+            port: 53,
+            smtp_probe_port: 25,
+            tls: super::tls_client::client_config(None),
+            mta_sts_port: 443,
+            sts_cache: Default::default(),
+        }
+    }
 }
 
 /// The most CNAMEs followed for one name (RFC 1034 §3.6.2 does not bound it; BIND

@@ -280,6 +280,29 @@ pub struct Policy {
     /// The organisational domain's DMARC records (RFC 7489 §6.6.3), read through
     /// the resolvers; `None` when the domain is its own organisational domain.
     pub dmarc_org: Option<OrgDmarc>,
+    /// The MTA-STS policy fetch (RFC 8461 §3.3); `None` when the domain has no
+    /// valid `_mta-sts` record.
+    pub mta_sts: Option<MtaStsFetch>,
+}
+
+/// One MTA-STS policy fetch: the TXT record's id, the URL, and the body or why
+/// there is none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MtaStsFetch {
+    pub id: String,
+    pub url: String,
+    pub result: Result<StsFetched, String>,
+}
+
+/// A policy body as served.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StsFetched {
+    pub body: String,
+    pub content_type: Option<String>,
+    /// The address it was fetched from.
+    pub address: IpAddr,
+    /// Kept from an earlier round (same id, `max_age` not run out).
+    pub cached: bool,
 }
 
 /// The DMARC records at `_dmarc.<organisational domain>`, the fallback receivers

@@ -508,6 +508,20 @@ impl Collector for DnsCollector {
                 None => Ok(()),
             },
         )?;
+        // ---- SMTP TLS (issue 12)
+        family(
+            &mut encoder,
+            "mailroute_mta_sts_policy_info",
+            "1 for the domain's valid MTA-STS policy: its mode and the _mta-sts record's id",
+            r,
+            |d, r, emit| {
+                let Some(s) = &r.snapshot else { return Ok(()) };
+                match (&s.policy.mta_sts, checks::tls::valid_policy(s)) {
+                    (Some(f), Some(p)) => emit(&[("domain", d), ("mode", p.mode.as_str()), ("id", f.id.as_str())], 1.0),
+                    _ => Ok(()),
+                }
+            },
+        )?;
         family(
             &mut encoder,
             "mailroute_dns_last_check_timestamp_seconds",

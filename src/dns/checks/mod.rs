@@ -22,6 +22,7 @@ pub mod smtp;
 pub mod soa;
 pub mod spf;
 pub mod sts;
+pub mod tls;
 
 use serde::Serialize;
 
@@ -208,6 +209,19 @@ pub const CATALOGUE: &[Check] = &[
     ),
     check!(sts::mta_sts_invalid, Warning, "the _mta-sts record is present but malformed or multiple", "RFC 8461 §3.1"),
     check!(sts::tlsrpt_invalid, Info, "the _smtp._tls record is present but malformed or multiple", "RFC 8460 §3"),
+    check!(
+        tls::mta_sts_policy_unavailable,
+        Warning,
+        "the _mta-sts record exists but the policy cannot be fetched over HTTPS with a valid certificate",
+        "RFC 8461 §3.3"
+    ),
+    check!(tls::mta_sts_policy_invalid, Warning, "the MTA-STS policy does not parse", "RFC 8461 §3.2"),
+    check!(
+        tls::mta_sts_mx_mismatch,
+        Critical,
+        "the MTA-STS policy is in enforce mode and an MX exchange matches none of its mx patterns",
+        "RFC 8461 §4.1, §5"
+    ),
 ];
 
 /// A check's result for one domain in one round.
