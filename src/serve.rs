@@ -43,6 +43,7 @@ pub fn dns_settings(config: &Config) -> Settings {
         port: config.dns.port,
         smtp_probe_port: config.dns.smtp_probe_port,
         tls: crate::dns::tls_client::client_config(config.dns.ca_file.as_deref().map(std::path::Path::new)),
+        certificate_expiry_warning: config.dns.certificate_expiry_warning,
         ..Settings::default()
     }
 }

@@ -9,6 +9,8 @@
 //! - [`records`]: parsers for SPF, DMARC, DKIM, MTA-STS and TLS-RPT records;
 //! - [`checks`]: one pure function per check, grouped by subject;
 //! - [`sts_fetch`]: the MTA-STS policy fetch over HTTPS, and its cache;
+//! - [`starttls`]: the opt-in STARTTLS probe of the MX addresses;
+//! - [`x509`]: the validity and key of a DER certificate;
 //! - [`tls_client`]: the rustls client configuration (Mozilla roots plus `ca_file`);
 //! - [`state`]: the latest results, the scheduler, and their metrics.
 
@@ -18,9 +20,14 @@ pub mod probe;
 pub mod records;
 pub mod round;
 pub mod snapshot;
+pub mod starttls;
 pub mod state;
 pub mod sts_fetch;
 pub mod tls_client;
+pub mod x509;
+
+#[cfg(test)]
+pub(crate) mod test_pki;
 
 pub use state::DnsState;
 

@@ -14,6 +14,8 @@
 //!   domain is not its own organisational domain, through the resolvers;
 //! - the MTA-STS policy, when a valid `_mta-sts` record exists
 //!   ([`super::sts_fetch`]);
+//! - with `starttls_probe`, the STARTTLS probe of every MX address
+//!   ([`super::starttls`]);
 //! - the reverse DNS of every mail host address: PTR, then each PTR name forward;
 //! - with `smtp_probe`, one SMTP connection to each apex address that is not an MX
 //!   address: read the greeting, send `QUIT`.
@@ -36,7 +38,10 @@ use super::checks::apex::apex_not_mx;
 use super::probe::Prober;
 use super::records::{self, spf};
 use super::round::{Settings, follow_cnames, lookup_host, resolve, txt_string};
-use super::snapshot::{Lookup, OrgDmarc, ReverseLookup, SmtpOutcome, SmtpProbe, Snapshot, SpfLookups, norm};
+use super::snapshot::{
+    Lookup, OrgDmarc, ReverseLookup, SmtpOutcome, SmtpProbe, Snapshot, SpfLookups, Starttls, StarttlsOutcome,
+    StarttlsProbe, norm,
+};
 use crate::config::DomainConfig;
 
 /// Distinct SPF records of the domain expanded (servers may disagree).
@@ -85,7 +90,12 @@ pub async fn gather(prober: &Prober, settings: &Settings, snap: &mut Snapshot, c
     let domain = snap.domain.clone();
     let org = records::dmarc::organizational_domain(&domain);
     let sts_id = super::sts_fetch::record_id(snap);
-    let (spf, reverse, smtp, dmarc_org, mta_sts) = tokio::join!(
+    let starttls_targets: Vec<(String, IpAddr)> = if config.starttls_probe {
+        snap.mx_hosts.iter().flat_map(|(e, h)| h.addresses.iter().map(move |a| (e.clone(), *a))).collect()
+    } else {
+        Vec::new()
+    };
+    let (spf, reverse, smtp, dmarc_org, mta_sts, starttls) = tokio::join!(
         spf_lookups(prober, resolvers, &domain, &spf_records, deadline),
         join_all(mail.iter().map(|&a| async move { (a, reverse(prober, resolvers, a).await) })),
         join_all(
@@ -102,7 +112,38 @@ pub async fn gather(prober: &Prober, settings: &Settings, snap: &mut Snapshot, c
             }
         },
         super::sts_fetch::policy(prober, settings, &domain, sts_id),
+        async {
+            if !config.starttls_probe {
+                return None;
+            }
+            let at = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+            let probes = match &settings.tls {
+                Ok(tls) => {
+                    super::starttls::probe_all(
+                        tls.roots.clone(),
+                        starttls_targets,
+                        port,
+                        timeout,
+                        settings.smtp_slots.clone(),
+                    )
+                    .await
+                }
+                Err(e) => starttls_targets
+                    .into_iter()
+                    .map(|(exchange, address)| StarttlsProbe {
+                        exchange,
+                        address,
+                        port,
+                        outcome: StarttlsOutcome::Failed { step: "TLS client".into(), detail: e.clone() },
+                    })
+                    .collect(),
+            };
+            Some(Starttls { at, warning_seconds: settings.certificate_expiry_warning.as_secs(), probes })
+        },
     );
+    snap.policy.starttls = starttls;
     snap.policy.mta_sts = mta_sts;
     snap.policy.dmarc_org = dmarc_org;
     snap.policy.spf = spf;

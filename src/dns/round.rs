@@ -39,12 +39,19 @@ pub struct Settings {
     pub smtp_probe_port: u16,
     /// The TLS client for MTA-STS and STARTTLS (or why there is none: an
     /// unusable `ca_file`, which then fails every fetch).
-    pub tls: Result<std::sync::Arc<rustls::ClientConfig>, String>,
+    pub tls: Result<super::tls_client::TlsClient, String>,
     /// The HTTPS port of `mta-sts.<domain>`: 443 (RFC 8461 §3.3).
     pub mta_sts_port: u16,
     /// MTA-STS policies kept across rounds.
     pub sts_cache: std::sync::Arc<super::sts_fetch::StsCache>,
+    /// `mx_certificate_expiring` fails within this of expiry.
+    pub certificate_expiry_warning: Duration,
+    /// STARTTLS probes in flight at once, over all domains.
+    pub smtp_slots: std::sync::Arc<tokio::sync::Semaphore>,
 }
+
+/// STARTTLS probes in flight at once (over all domains).
+pub const STARTTLS_CONCURRENCY: usize = 16;
 
 impl Default for Settings {
     /// No resolvers, port 53, SMTP 25, MTA-STS 443, the Mozilla roots only.
@@ -56,6 +63,8 @@ impl Default for Settings {
             tls: super::tls_client::client_config(None),
             mta_sts_port: 443,
             sts_cache: Default::default(),
+            certificate_expiry_warning: Duration::from_secs(14 * 86400),
+            smtp_slots: std::sync::Arc::new(tokio::sync::Semaphore::new(STARTTLS_CONCURRENCY)),
         }
     }
 }

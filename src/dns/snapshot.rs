@@ -283,6 +283,46 @@ pub struct Policy {
     /// The MTA-STS policy fetch (RFC 8461 §3.3); `None` when the domain has no
     /// valid `_mta-sts` record.
     pub mta_sts: Option<MtaStsFetch>,
+    /// The STARTTLS probes of the MX addresses; `None` when `starttls_probe` is off.
+    pub starttls: Option<Starttls>,
+}
+
+/// The STARTTLS probes of one round and what they are judged against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Starttls {
+    /// Unix time of the probes.
+    pub at: i64,
+    /// `certificate_expiry_warning` in seconds.
+    pub warning_seconds: u64,
+    pub probes: Vec<StarttlsProbe>,
+}
+
+/// One STARTTLS probe of one MX address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StarttlsProbe {
+    pub exchange: String,
+    pub address: IpAddr,
+    pub port: u16,
+    pub outcome: StarttlsOutcome,
+}
+
+/// How a STARTTLS probe ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum StarttlsOutcome {
+    /// No TLS session: the step that failed (connect, greeting, EHLO, STARTTLS,
+    /// TLS handshake) and how.
+    Failed { step: String, detail: String },
+    /// A TLS session: the leaf's validity (Unix seconds) and why the chain does
+    /// not validate for the MX name (`None`: it does).
+    Tls {
+        /// The chain as presented, DER, leaf first (for DANE; not in the JSON).
+        #[serde(skip)]
+        chain: Vec<Vec<u8>>,
+        not_before: Option<i64>,
+        not_after: Option<i64>,
+        invalid: Option<String>,
+    },
 }
 
 /// One MTA-STS policy fetch: the TXT record's id, the URL, and the body or why

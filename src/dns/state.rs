@@ -524,6 +524,26 @@ impl Collector for DnsCollector {
         )?;
         family(
             &mut encoder,
+            "mailroute_smtp_tls_certificate_expiry_timestamp_seconds",
+            "Unix time at which the certificate an MX address presents after STARTTLS expires (starttls_probe)",
+            r,
+            |d, r, emit| {
+                let Some(st) = r.snapshot.as_ref().and_then(|s| s.policy.starttls.as_ref()) else { return Ok(()) };
+                for p in &st.probes {
+                    if let super::snapshot::StarttlsOutcome::Tls { not_after: Some(t), .. } = &p.outcome {
+                        addr.clear();
+                        let _ = write!(addr, "{}", p.address);
+                        emit(
+                            &[("domain", d), ("exchange", p.exchange.as_str()), ("address", addr.as_str())],
+                            *t as f64,
+                        )?;
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            &mut encoder,
             "mailroute_dns_last_check_timestamp_seconds",
             "Unix time at which the last complete round for the domain ended",
             r,

@@ -189,25 +189,24 @@ pub async fn policy(prober: &Prober, settings: &Settings, domain: &str, id: Opti
     if let Some(fetched) = settings.sts_cache.get(domain, &id, now) {
         return Some(MtaStsFetch { id, url, result: Ok(StsFetched { cached: true, ..fetched }) });
     }
-    let result =
-        match &settings.tls {
-            Err(e) => Err(format!("no TLS client: {e}")),
-            Ok(tls) => {
-                let h = lookup_host(prober, &settings.resolvers, &host).await;
-                let addrs: Vec<IpAddr> = h.addresses.iter().copied().collect();
-                if addrs.is_empty() {
-                    Err(match h.error {
-                        Some(e) => format!("{host} cannot be resolved: {e}"),
-                        None if h.nxdomain => format!("{host} does not exist (NXDOMAIN)"),
-                        None => format!("{host} has no address"),
-                    })
-                } else {
-                    fetch(tls.clone(), &host, &addrs, settings.mta_sts_port, prober.timeout()).await.map(|b| {
-                        StsFetched { body: b.text, content_type: b.content_type, address: b.address, cached: false }
-                    })
-                }
+    let result = match &settings.tls {
+        Err(e) => Err(format!("no TLS client: {e}")),
+        Ok(tls) => {
+            let h = lookup_host(prober, &settings.resolvers, &host).await;
+            let addrs: Vec<IpAddr> = h.addresses.iter().copied().collect();
+            if addrs.is_empty() {
+                Err(match h.error {
+                    Some(e) => format!("{host} cannot be resolved: {e}"),
+                    None if h.nxdomain => format!("{host} does not exist (NXDOMAIN)"),
+                    None => format!("{host} has no address"),
+                })
+            } else {
+                fetch(tls.https.clone(), &host, &addrs, settings.mta_sts_port, prober.timeout()).await.map(|b| {
+                    StsFetched { body: b.text, content_type: b.content_type, address: b.address, cached: false }
+                })
             }
-        };
+        }
+    };
     match &result {
         Ok(f) => match parse_policy(&f.body) {
             Ok(p) => settings.sts_cache.put(domain, &id, now, Duration::from_secs(p.max_age), f.clone()),
@@ -224,6 +223,109 @@ mod tests {
 
     fn fetched(body: &str) -> StsFetched {
         StsFetched { body: body.into(), content_type: None, address: "127.0.0.1".parse().unwrap(), cached: false }
+    }
+
+    use crate::dns::test_pki::{Leaf, Pki};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const T: Duration = Duration::from_millis(400);
+
+    /// A one-connection HTTPS server answering `response` (raw bytes, after the
+    /// request head); `None`: TLS, then silence. Returns its port and the request.
+    async fn https(leaf: Leaf, response: Option<Vec<u8>>) -> (u16, tokio::task::JoinHandle<String>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let h = tokio::spawn(async move {
+            let (s, _) = l.accept().await.unwrap();
+            let Ok(mut tls) = tokio_rustls::TlsAcceptor::from(leaf.server_config()).accept(s).await else {
+                return String::new();
+            };
+            let mut req = Vec::new();
+            let mut b = [0u8; 1024];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match tls.read(&mut b).await {
+                    Ok(0) | Err(_) => return String::from_utf8_lossy(&req).into_owned(),
+                    Ok(n) => req.extend_from_slice(&b[..n]),
+                }
+            }
+            match response {
+                Some(r) => {
+                    let _ = tls.write_all(&r).await;
+                    let _ = tls.shutdown().await;
+                }
+                None => tokio::time::sleep(Duration::from_secs(30)).await,
+            }
+            String::from_utf8_lossy(&req).into_owned()
+        });
+        (port, h)
+    }
+
+    async fn get(pki: &Pki, port: u16) -> Result<Body, String> {
+        let tls = rustls::ClientConfig::builder_with_provider(crate::dns::tls_client::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(pki.roots())
+            .with_no_client_auth();
+        let start = Instant::now();
+        let r = fetch(Arc::new(tls), "mta-sts.a.test", &["127.0.0.1".parse().unwrap()], port, T).await;
+        assert!(start.elapsed() < T * 5, "took {:?}", start.elapsed());
+        r
+    }
+
+    const POLICY: &str = "version: STSv1\r\nmode: enforce\r\nmx: mx.a.test\r\nmax_age: 86400\r\n";
+
+    #[tokio::test]
+    async fn fetches_a_policy_with_sni_and_host() {
+        let pki = Pki::new();
+        let resp =
+            format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{POLICY}", POLICY.len());
+        let (port, req) = https(pki.leaf(&["mta-sts.a.test"], -1, 90), Some(resp.into_bytes())).await;
+        let b = get(&pki, port).await.unwrap();
+        assert_eq!(b.text, POLICY);
+        assert_eq!(b.content_type.as_deref(), Some("text/plain"));
+        let req = req.await.unwrap();
+        assert!(req.starts_with("GET /.well-known/mta-sts.txt HTTP/1.1\r\n"), "{req}");
+        assert!(req.to_ascii_lowercase().contains("host: mta-sts.a.test\r\n"), "{req}");
+    }
+
+    #[tokio::test]
+    async fn hostile_or_broken_servers_fail() {
+        let pki = Pki::new();
+        let leaf = || pki.leaf(&["mta-sts.a.test"], -1, 90);
+        // a redirect is not followed
+        let r = b"HTTP/1.1 301 Moved\r\nLocation: https://elsewhere.test/p\r\nContent-Length: 0\r\n\r\n".to_vec();
+        let (port, _) = https(leaf(), Some(r)).await;
+        let e = get(&pki, port).await.unwrap_err();
+        assert!(e.contains("redirecting to https://elsewhere.test/p: senders do not follow redirects"), "{e}");
+        // not 200
+        let (port, _) = https(leaf(), Some(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec())).await;
+        assert!(get(&pki, port).await.unwrap_err().ends_with("answered 404 Not Found, not 200 OK (RFC 8461 §3.3)"));
+        // a body over 64 KiB, announced and not
+        let mut big = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100000\r\n\r\n".to_vec();
+        big.extend(std::iter::repeat_n(b'x', 100_000));
+        let (port, _) = https(leaf(), Some(big)).await;
+        assert!(get(&pki, port).await.unwrap_err().contains("is larger than 65536 bytes"));
+        let mut big = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n".to_vec();
+        big.extend(std::iter::repeat_n(b'x', 200_000));
+        let (port, _) = https(leaf(), Some(big)).await;
+        assert!(get(&pki, port).await.unwrap_err().contains("is larger than 65536 bytes"));
+        // TLS, then nothing
+        let (port, _) = https(leaf(), None).await;
+        assert!(get(&pki, port).await.unwrap_err().contains("no complete answer within"));
+        // a certificate for another name, and an expired one
+        let (port, _) = https(pki.leaf(&["www.a.test"], -1, 90), Some(Vec::new())).await;
+        let e = get(&pki, port).await.unwrap_err();
+        assert!(e.starts_with("TLS with mta-sts.a.test (127.0.0.1:") && e.contains("not valid for name"), "{e}");
+        let (port, _) = https(pki.leaf(&["mta-sts.a.test"], -30, -2), Some(Vec::new())).await;
+        assert!(get(&pki, port).await.unwrap_err().contains("certificate expired"));
+        // garbage instead of HTTP
+        let (port, _) = https(leaf(), Some(b"\x00\x01garbage\r\n\r\n".to_vec())).await;
+        assert!(get(&pki, port).await.unwrap_err().starts_with("HTTP with mta-sts.a.test"));
+        // a closed port
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let closed = l.local_addr().unwrap().port();
+        drop(l);
+        assert!(get(&pki, closed).await.unwrap_err().starts_with("cannot connect to mta-sts.a.test"));
     }
 
     #[test]

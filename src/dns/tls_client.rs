@@ -31,19 +31,32 @@ pub fn roots(extra: &[CertificateDer<'static>]) -> Result<RootCertStore, String>
     Ok(store)
 }
 
-/// A client configuration that validates server chains against [`roots`].
-pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+/// The TLS client of a round: the trust anchors, and an HTTPS client
+/// configuration that validates server chains against them.
+#[derive(Debug, Clone)]
+pub struct TlsClient {
+    pub roots: Arc<RootCertStore>,
+    pub https: Arc<rustls::ClientConfig>,
+}
+
+/// The crypto provider used everywhere (ring, as the server side).
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The TLS client trusting the Mozilla roots plus the certificates of `ca_file`.
+pub fn client_config(ca_file: Option<&Path>) -> Result<TlsClient, String> {
     let extra = match ca_file {
         Some(p) => load_ca_file(p)?,
         None => Vec::new(),
     };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    let roots = Arc::new(roots(&extra)?);
+    let config = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS: {e}"))?
-        .with_root_certificates(roots(&extra)?)
+        .with_root_certificates(roots.clone())
         .with_no_client_auth();
-    Ok(Arc::new(config))
+    Ok(TlsClient { roots, https: Arc::new(config) })
 }
 
 #[cfg(test)]

@@ -86,6 +86,7 @@ pub fn good_policy() -> Policy {
         smtp: None,
         dmarc_org: None,
         mta_sts: None,
+        starttls: None,
     }
 }
 

@@ -222,6 +222,24 @@ pub const CATALOGUE: &[Check] = &[
         "the MTA-STS policy is in enforce mode and an MX exchange matches none of its mx patterns",
         "RFC 8461 §4.1, §5"
     ),
+    check!(
+        tls::mx_starttls_unavailable,
+        Warning,
+        "(starttls_probe) an MX address offers no STARTTLS or the handshake fails",
+        "RFC 3207 §4"
+    ),
+    check!(
+        tls::mx_certificate_invalid,
+        Warning,
+        "(starttls_probe) the MX certificate is expired, not yet valid, untrusted, or does not match the MX name",
+        "RFC 5280 §6, RFC 6125, RFC 7672 §3.2.2"
+    ),
+    check!(
+        tls::mx_certificate_expiring,
+        Warning,
+        "(starttls_probe) the MX certificate expires within certificate_expiry_warning",
+        "RFC 5280 §4.1.2.5"
+    ),
 ];
 
 /// A check's result for one domain in one round.

@@ -12,11 +12,20 @@
 //!
 //! Each is evaluated only when there is something to judge: a valid `_mta-sts`
 //! record (the record itself is `mta_sts_invalid`'s), then a body, then a policy.
+//!
+//! With `starttls_probe` (see [`crate::dns::starttls`]), per MX address:
+//! - `mx_starttls_unavailable` (RFC 3207): no connection, no STARTTLS in the EHLO
+//!   reply, STARTTLS refused, or the handshake failed. A probe that could not run
+//!   fails too: never green when blind.
+//! - `mx_certificate_invalid` (RFC 5280 §6, RFC 6125 / RFC 7672 §3.2.2 for the name
+//!   a sender checks): the chain does not validate to a trusted root (Mozilla roots
+//!   plus `ca_file`) for the MX name, is expired or not yet valid.
+//! - `mx_certificate_expiring`: the leaf expires within `certificate_expiry_warning`.
 
 use super::Verdict;
 use crate::config::DomainConfig;
 use crate::dns::records::sts_policy::{Mode, StsPolicy, parse_policy, policy_matches};
-use crate::dns::snapshot::{MtaStsFetch, Snapshot, StsFetched};
+use crate::dns::snapshot::{MtaStsFetch, Snapshot, StarttlsOutcome, StarttlsProbe, StsFetched};
 
 fn fetched(s: &Snapshot) -> Option<(&MtaStsFetch, &StsFetched)> {
     let f = s.policy.mta_sts.as_ref()?;
@@ -109,10 +118,189 @@ pub fn mta_sts_mx_mismatch(s: &Snapshot, _: &DomainConfig) -> Option<Verdict> {
     })
 }
 
+fn probe_label(p: &StarttlsProbe) -> String {
+    format!("{} ({}:{})", p.exchange, p.address, p.port)
+}
+
+/// Unix seconds as `YYYY-MM-DD HH:MM:SS UTC`.
+pub fn utc(t: i64) -> String {
+    let days = t.div_euclid(86400);
+    let secs = t.rem_euclid(86400);
+    // civil from days (H. Hinnant's algorithm)
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z.rem_euclid(146097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", secs / 3600, secs % 3600 / 60, secs % 60)
+}
+
+/// `mx_starttls_unavailable`: an MX address offers no STARTTLS or the handshake
+/// fails.
+pub fn mx_starttls_unavailable(s: &Snapshot, _: &DomainConfig) -> Option<Verdict> {
+    let st = s.policy.starttls.as_ref()?;
+    if st.probes.is_empty() {
+        return (!s.mx_hosts.is_empty())
+            .then(|| Verdict::Fail("no MX address to probe: no exchange resolved to an address".to_string()));
+    }
+    let bad: Vec<String> = st
+        .probes
+        .iter()
+        .filter_map(|p| match &p.outcome {
+            StarttlsOutcome::Failed { step, detail } => {
+                Some(format!("{}: {step} failed: {}", probe_label(p), crate::dns::records::clip(detail)))
+            }
+            StarttlsOutcome::Tls { .. } => None,
+        })
+        .collect();
+    Some(if bad.is_empty() {
+        Verdict::Pass(format!("{} MX address(es) offer STARTTLS and complete the handshake", st.probes.len()))
+    } else {
+        Verdict::Fail(format!(
+            "{}; senders deliver in clear text or, under MTA-STS or DANE, not at all",
+            bad.join("; ")
+        ))
+    })
+}
+
+/// `mx_certificate_invalid`: an MX certificate is expired, not yet valid,
+/// untrusted, or not for the MX name.
+pub fn mx_certificate_invalid(s: &Snapshot, _: &DomainConfig) -> Option<Verdict> {
+    let st = s.policy.starttls.as_ref()?;
+    let mut seen = 0;
+    let mut bad = Vec::new();
+    for p in &st.probes {
+        if let StarttlsOutcome::Tls { invalid, .. } = &p.outcome {
+            seen += 1;
+            if let Some(why) = invalid {
+                bad.push(format!("{}: {}", probe_label(p), crate::dns::records::clip(why)));
+            }
+        }
+    }
+    if seen == 0 {
+        return None;
+    }
+    Some(if bad.is_empty() {
+        Verdict::Pass(format!("{seen} certificate(s) valid for their MX name"))
+    } else {
+        Verdict::Fail(format!(
+            "{}; senders that authenticate the MX (MTA-STS enforce, DANE) will not deliver",
+            bad.join("; ")
+        ))
+    })
+}
+
+/// `mx_certificate_expiring`: an MX certificate expires within
+/// `certificate_expiry_warning`.
+pub fn mx_certificate_expiring(s: &Snapshot, _: &DomainConfig) -> Option<Verdict> {
+    let st = s.policy.starttls.as_ref()?;
+    let warn = i64::try_from(st.warning_seconds).unwrap_or(i64::MAX);
+    let mut seen = Vec::new();
+    let mut bad = Vec::new();
+    for p in &st.probes {
+        if let StarttlsOutcome::Tls { not_after: Some(na), .. } = &p.outcome {
+            seen.push(*na);
+            let left = na - st.at;
+            if left < warn {
+                bad.push(if left < 0 {
+                    format!("{}: expired at {}", probe_label(p), utc(*na))
+                } else {
+                    format!("{}: expires at {}, in {} day(s)", probe_label(p), utc(*na), left / 86400)
+                });
+            }
+        }
+    }
+    let earliest = seen.iter().min()?;
+    Some(if bad.is_empty() {
+        Verdict::Pass(format!("the earliest MX certificate expiry is {}", utc(*earliest)))
+    } else {
+        Verdict::Fail(format!("{} (certificate_expiry_warning {} day(s))", bad.join("; "), st.warning_seconds / 86400))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::dns::checks::fixtures::{cfg, good, mx};
+    use crate::dns::snapshot::Starttls;
+
+    fn probes(outcomes: Vec<StarttlsOutcome>) -> Snapshot {
+        let mut s = good();
+        s.policy.starttls = Some(Starttls {
+            at: 1_800_000_000,
+            warning_seconds: 14 * 86400,
+            probes: outcomes
+                .into_iter()
+                .enumerate()
+                .map(|(i, outcome)| StarttlsProbe {
+                    exchange: "mx.example.test".into(),
+                    address: format!("192.0.2.{}", 10 + i).parse().unwrap(),
+                    port: 25,
+                    outcome,
+                })
+                .collect(),
+        });
+        s
+    }
+
+    fn tls(not_after: i64, invalid: Option<&str>) -> StarttlsOutcome {
+        StarttlsOutcome::Tls {
+            chain: vec![],
+            not_before: Some(0),
+            not_after: Some(not_after),
+            invalid: invalid.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn utc_text() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(1_800_000_000), "2027-01-15 08:00:00 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
+    }
+
+    #[test]
+    fn starttls_checks() {
+        assert!(mx_starttls_unavailable(&good(), &cfg()).is_none(), "probe off: not evaluated");
+        let s = probes(vec![tls(1_800_000_000 + 90 * 86400, None)]);
+        assert!(!mx_starttls_unavailable(&s, &cfg()).unwrap().failed());
+        assert_eq!(
+            mx_certificate_invalid(&s, &cfg()).unwrap(),
+            Verdict::Pass("1 certificate(s) valid for their MX name".into())
+        );
+        assert_eq!(
+            mx_certificate_expiring(&s, &cfg()).unwrap(),
+            Verdict::Pass("the earliest MX certificate expiry is 2027-04-15 08:00:00 UTC".into())
+        );
+        let s = probes(vec![
+            StarttlsOutcome::Failed { step: "EHLO".into(), detail: "the server does not offer STARTTLS".into() },
+            tls(1_800_000_000 + 5 * 86400, Some("invalid peer certificate: NotValidForName")),
+            tls(1_800_000_000 - 1, Some("invalid peer certificate: Expired")),
+        ]);
+        assert_eq!(
+            mx_starttls_unavailable(&s, &cfg()).unwrap(),
+            Verdict::Fail("mx.example.test (192.0.2.10:25): EHLO failed: the server does not offer STARTTLS; senders deliver in clear text or, under MTA-STS or DANE, not at all".into())
+        );
+        assert_eq!(
+            mx_certificate_invalid(&s, &cfg()).unwrap(),
+            Verdict::Fail("mx.example.test (192.0.2.11:25): invalid peer certificate: NotValidForName; mx.example.test (192.0.2.12:25): invalid peer certificate: Expired; senders that authenticate the MX (MTA-STS enforce, DANE) will not deliver".into())
+        );
+        assert_eq!(
+            mx_certificate_expiring(&s, &cfg()).unwrap(),
+            Verdict::Fail("mx.example.test (192.0.2.11:25): expires at 2027-01-20 08:00:00 UTC, in 5 day(s); mx.example.test (192.0.2.12:25): expired at 2027-01-15 07:59:59 UTC (certificate_expiry_warning 14 day(s))".into())
+        );
+        // only failed probes: the certificate checks have nothing to judge
+        let s = probes(vec![StarttlsOutcome::Failed { step: "connect".into(), detail: "refused".into() }]);
+        assert!(mx_starttls_unavailable(&s, &cfg()).unwrap().failed());
+        assert!(mx_certificate_invalid(&s, &cfg()).is_none() && mx_certificate_expiring(&s, &cfg()).is_none());
+        // probe on, MX exchanges but none resolved: blind is a failure
+        let s = probes(vec![]);
+        assert!(mx_starttls_unavailable(&s, &cfg()).unwrap().failed());
+    }
 
     const POLICY: &str = "version: STSv1\r\nmode: enforce\r\nmx: mx.example.test\r\nmax_age: 86400\r\n";
 
