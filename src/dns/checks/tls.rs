@@ -20,7 +20,8 @@
 //! - `mx_certificate_invalid` (RFC 5280 §6, RFC 6125 / RFC 7672 §3.2.2 for the name
 //!   a sender checks): the chain does not validate to a trusted root (Mozilla roots
 //!   plus `ca_file`) for the MX name, is expired or not yet valid.
-//! - `mx_certificate_expiring`: the leaf expires within `certificate_expiry_warning`.
+//! - `mx_certificate_expiring`: the leaf expires within `certificate_expiry_warning`
+//!   (an already expired leaf is `mx_certificate_invalid`'s).
 
 use super::Verdict;
 use crate::config::DomainConfig;
@@ -205,12 +206,9 @@ pub fn mx_certificate_expiring(s: &Snapshot, _: &DomainConfig) -> Option<Verdict
         if let StarttlsOutcome::Tls { not_after: Some(na), .. } = &p.outcome {
             seen.push(*na);
             let left = na - st.at;
-            if left < warn {
-                bad.push(if left < 0 {
-                    format!("{}: expired at {}", probe_label(p), utc(*na))
-                } else {
-                    format!("{}: expires at {}, in {} day(s)", probe_label(p), utc(*na), left / 86400)
-                });
+            // an expired certificate is mx_certificate_invalid's
+            if (0..warn).contains(&left) {
+                bad.push(format!("{}: expires at {}, in {} day(s)", probe_label(p), utc(*na), left / 86400));
             }
         }
     }
@@ -291,7 +289,7 @@ mod tests {
         );
         assert_eq!(
             mx_certificate_expiring(&s, &cfg()).unwrap(),
-            Verdict::Fail("mx.example.test (192.0.2.11:25): expires at 2027-01-20 08:00:00 UTC, in 5 day(s); mx.example.test (192.0.2.12:25): expired at 2027-01-15 07:59:59 UTC (certificate_expiry_warning 14 day(s))".into())
+            Verdict::Fail("mx.example.test (192.0.2.11:25): expires at 2027-01-20 08:00:00 UTC, in 5 day(s) (certificate_expiry_warning 14 day(s))".into())
         );
         // only failed probes: the certificate checks have nothing to judge
         let s = probes(vec![StarttlsOutcome::Failed { step: "connect".into(), detail: "refused".into() }]);

@@ -1,0 +1,439 @@
+//! The SMTP TLS checks (issue 12) against real servers: the DNS lab (lab/dns) for
+//! the zones, nginx from Debian serving the MTA-STS policies over HTTPS with SNI on
+//! 127.0.54.20:443, and one Postfix `master` with an `smtpd` per MX address
+//! (127.0.54.30–34) offering STARTTLS with certificates from a CA made at test time
+//! (rcgen). Every check fails on exactly its zone and passes on stsgood.test,
+//! through `check --output json` and `/metrics` of a running `serve`.
+//!
+//! Addresses: this lab uses 127.0.54.20–99 only (see lab/dns/README.md).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Exporter, dns_lab, metric_samples, metric_value, promtool_check_metrics, run};
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+
+/// The nginx address (all MTA-STS hosts resolve here; SNI picks the site).
+const NGINX: &str = "127.0.54.20";
+
+/// (domain, starttls_probe, the checks that must fail).
+const ZONES: &[(&str, bool, &[&str])] = &[
+    ("stsgood.test", true, &[]),
+    ("stsmismatch.test", false, &["mta_sts_mx_mismatch"]),
+    ("stsunavail.test", false, &["mta_sts_policy_unavailable"]),
+    ("stsinvalid.test", false, &["mta_sts_policy_invalid"]),
+    ("tlsexpired.test", true, &["mx_certificate_invalid"]),
+    ("tlsexpiring.test", true, &["mx_certificate_expiring"]),
+    ("tlswrongname.test", true, &["mx_certificate_invalid"]),
+    ("tlsnone.test", true, &["mx_starttls_unavailable"]),
+];
+
+/// The checks of issue 12; each must be evaluated and pass on stsgood.test.
+const TLS_CHECKS: [&str; 7] = [
+    "mta_sts_invalid",
+    "mta_sts_policy_unavailable",
+    "mta_sts_policy_invalid",
+    "mta_sts_mx_mismatch",
+    "mx_starttls_unavailable",
+    "mx_certificate_invalid",
+    "mx_certificate_expiring",
+];
+
+const GOOD_POLICY: &str = "version: STSv1\r\nmode: enforce\r\nmx: mx.stsgood.test\r\nmax_age: 86400\r\n";
+const MISMATCH_POLICY: &str = "version: STSv1\r\nmode: enforce\r\nmx: *.elsewhere.test\r\nmax_age: 86400\r\n";
+const INVALID_POLICY: &str = "version: STSv1\r\nmode: enforced\r\nmx: mx.stsgood.test\r\n";
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+/// Days since 1970 → (y, m, d) (H. Hinnant's civil_from_days).
+fn ymd(days_from_now: i64) -> (i32, u8, u8) {
+    let z = (now() + days_from_now * 86400).div_euclid(86400) + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z.rem_euclid(146097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    ((yoe + era * 400 + i64::from(m <= 2)) as i32, m as u8, d as u8)
+}
+
+fn validity(p: &mut CertificateParams, from: i64, to: i64) {
+    let (y, m, d) = ymd(from);
+    p.not_before = rcgen::date_time_ymd(y, m, d);
+    let (y, m, d) = ymd(to);
+    p.not_after = rcgen::date_time_ymd(y, m, d);
+}
+
+/// The lab CA and the files it signs, in `dir`.
+struct Pki {
+    dir: PathBuf,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl Pki {
+    fn new(dir: &Path) -> Pki {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name.push(rcgen::DnType::CommonName, "mailroute TLS lab CA");
+        validity(&mut p, -30, 365);
+        let ca = p.self_signed(&key).unwrap();
+        write(&dir.join("ca.pem"), &ca.pem());
+        Pki { dir: dir.to_path_buf(), issuer: Issuer::new(p, key) }
+    }
+
+    /// Writes `<file>.crt` (leaf then CA) and `<file>.key`; returns the leaf's
+    /// notAfter as the truncated day the test asked for.
+    fn leaf(&self, file: &str, names: &[&str], from: i64, to: i64) -> (PathBuf, PathBuf) {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        validity(&mut p, from, to);
+        let cert = p.signed_by(&key, &self.issuer).unwrap();
+        let ca = std::fs::read_to_string(self.dir.join("ca.pem")).unwrap();
+        let crt = self.dir.join(format!("{file}.crt"));
+        let k = self.dir.join(format!("{file}.key"));
+        write(&crt, &format!("{}{ca}", cert.pem()));
+        write(&k, &key.serialize_pem());
+        (crt, k)
+    }
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+}
+
+fn mkdir(path: &Path) {
+    std::fs::create_dir_all(path).unwrap();
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+}
+
+/// A child process stopped (SIGTERM, then SIGKILL) when dropped.
+struct Daemon {
+    child: Child,
+    name: &'static str,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            unsafe {
+                libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until `addr` accepts a connection (and, for SMTP, greets).
+fn wait_listening(d: &mut Daemon, addr: SocketAddr, greeting: bool, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(Some(status)) = d.child.try_wait() {
+            panic!("{} exited with {status}: {}", d.name, std::fs::read_to_string(log).unwrap_or_default());
+        }
+        if let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            if !greeting {
+                return;
+            }
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut buf = [0u8; 256];
+            if s.read(&mut buf).is_ok_and(|n| buf[..n].starts_with(b"220 ")) {
+                let _ = std::io::Write::write_all(&mut s, b"QUIT\r\n");
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "{} does not answer on {addr} after 10 s", d.name);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// nginx from Debian with its own configuration: one default site (a certificate
+/// for another name) and one site per MTA-STS host, chosen by SNI.
+fn start_nginx(dir: &Path, pki: &Pki) -> Daemon {
+    let root = dir.join("nginx");
+    mkdir(&root);
+    let (dcrt, dkey) = pki.leaf("default", &["default.invalid"], -1, 90);
+    let mut sites = String::new();
+    for (zone, body) in [("stsgood", GOOD_POLICY), ("stsmismatch", MISMATCH_POLICY), ("stsinvalid", INVALID_POLICY)] {
+        let host = format!("mta-sts.{zone}.test");
+        let (crt, key) = pki.leaf(&host, &[host.as_str()], -1, 90);
+        let www = root.join("www").join(zone).join(".well-known");
+        mkdir(&www);
+        write(&www.join("mta-sts.txt"), body);
+        sites.push_str(&format!(
+            "  server {{\n    listen {NGINX}:443 ssl;\n    server_name {host};\n    ssl_certificate {};\n    ssl_certificate_key {};\n    root {};\n  }}\n",
+            crt.display(),
+            key.display(),
+            root.join("www").join(zone).display()
+        ));
+    }
+    let conf = format!(
+        "daemon off;\nmaster_process on;\nworker_processes 1;\nuser root;\npid {r}/nginx.pid;\nerror_log {r}/error.log;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n  access_log off;\n  types {{ }}\n  default_type text/plain;\n\
+           client_body_temp_path {r}/tmp;\n  proxy_temp_path {r}/tmp;\n  fastcgi_temp_path {r}/tmp;\n  uwsgi_temp_path {r}/tmp;\n  scgi_temp_path {r}/tmp;\n\
+           server {{\n    listen {NGINX}:443 ssl default_server;\n    ssl_certificate {dc};\n    ssl_certificate_key {dk};\n    return 404;\n  }}\n{sites}}}\n",
+        r = root.display(),
+        dc = dcrt.display(),
+        dk = dkey.display(),
+    );
+    mkdir(&root.join("tmp"));
+    write(&root.join("nginx.conf"), &conf);
+    let log = root.join("error.log");
+    let child = Command::new("nginx")
+        .args(["-p", &root.display().to_string(), "-c", &root.join("nginx.conf").display().to_string()])
+        .args(["-e", &log.display().to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start nginx (scripts/install-test-deps.sh installs it): {e}"));
+    let mut d = Daemon { child, name: "nginx" };
+    wait_listening(&mut d, SocketAddr::new(NGINX.parse().unwrap(), 443), false, &log);
+    d
+}
+
+/// Postfix's master in the foreground with one smtpd per MX address on `port`.
+fn start_postfix(dir: &Path, pki: &Pki, port: u16) -> Daemon {
+    let root = dir.join("postfix");
+    for sub in ["", "conf", "queue", "queue/pid", "data"] {
+        mkdir(&root.join(sub));
+    }
+    // smtpd asks tlsmgr (a unix socket in queue/private) for TLS randomness
+    mkdir(&root.join("queue/private"));
+    for sub in ["data", "queue/private"] {
+        let chown = Command::new("chown").args(["postfix", &root.join(sub).display().to_string()]).status();
+        assert!(chown.is_ok_and(|s| s.success()), "cannot chown {sub} to the postfix user");
+    }
+    let main_cf = format!(
+        "compatibility_level = 3.6\nqueue_directory = {q}\ndata_directory = {d}\nmail_owner = postfix\n\
+         myhostname = mx.tlslab.test\nmydomain = tlslab.test\ninet_interfaces = all\ninet_protocols = ipv4\n\
+         smtpd_banner = $myhostname ESMTP mailroute-tls-lab\nmydestination =\nrelay_domains =\n\
+         local_recipient_maps =\nalias_maps =\nalias_database =\nsmtpd_tls_security_level = none\n\
+         smtpd_client_connection_count_limit = 0\nsmtpd_client_connection_rate_limit = 0\n",
+        q = root.join("queue").display(),
+        d = root.join("data").display()
+    );
+    write(&root.join("conf/main.cf"), &main_cf);
+    let mut master_cf = "tlsmgr unix - - n 1000? 1 tlsmgr\n".to_string();
+    for (ip, name, file, from, to) in [
+        ("127.0.54.30", "mx.stsgood.test", "mx-good", -1, 90),
+        ("127.0.54.31", "mx.tlsexpired.test", "mx-expired", -30, -2),
+        ("127.0.54.32", "mx.tlsexpiring.test", "mx-expiring", -30, 5),
+        ("127.0.54.33", "other.tlswrongname.test", "mx-wrongname", -1, 90),
+    ] {
+        let (crt, key) = pki.leaf(file, &[name], from, to);
+        master_cf.push_str(&format!(
+            "{ip}:{port} inet n - n - - smtpd -o myhostname={name} -o smtpd_tls_security_level=may -o smtpd_tls_cert_file={} -o smtpd_tls_key_file={}\n",
+            crt.display(),
+            key.display()
+        ));
+    }
+    master_cf.push_str(&format!("127.0.54.34:{port} inet n - n - - smtpd -o myhostname=mx.tlsnone.test\n"));
+    write(&root.join("conf/master.cf"), &master_cf);
+    let daemon_dir = Command::new("postconf")
+        .args(["-c", &root.join("conf").display().to_string(), "-h", "daemon_directory"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "/usr/lib/postfix/sbin".to_string());
+    let err = std::fs::File::create(root.join("postfix.log")).unwrap();
+    let child = Command::new(Path::new(&daemon_dir).join("master"))
+        .args(["-c", &root.join("conf").display().to_string(), "-d"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start Postfix's master from {daemon_dir}: {e}"));
+    let mut d = Daemon { child, name: "postfix master" };
+    for last in 30..=34 {
+        wait_listening(
+            &mut d,
+            SocketAddr::new(format!("127.0.54.{last}").parse().unwrap(), port),
+            true,
+            &root.join("postfix.log"),
+        );
+    }
+    d
+}
+
+/// A port free on every Postfix address right now.
+fn free_port() -> u16 {
+    'next: for _ in 0..50 {
+        let l = TcpListener::bind("127.0.54.30:0").expect("bind");
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        for last in 31..=34 {
+            let ip: IpAddr = format!("127.0.54.{last}").parse().unwrap();
+            if TcpListener::bind(SocketAddr::new(ip, port)).is_err() {
+                continue 'next;
+            }
+        }
+        return port;
+    }
+    panic!("no port free on 127.0.54.30-34");
+}
+
+struct Lab {
+    _nginx: Daemon,
+    _postfix: Daemon,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+fn lab() -> Lab {
+    let (resolver, dns_port) = dns_lab();
+    let dir = tempfile::tempdir().unwrap();
+    mkdir(dir.path());
+    let pki = Pki::new(dir.path());
+    let nginx = start_nginx(dir.path(), &pki);
+    let smtp_port = free_port();
+    let postfix = start_postfix(dir.path(), &pki, smtp_port);
+    let mut cfg = format!(
+        "[dns]\nresolvers = [\"{resolver}\"]\nport = {dns_port}\ntimeout = \"2s\"\ninterval = \"1h\"\n\
+         smtp_probe_port = {smtp_port}\nca_file = \"{}\"\n",
+        dir.path().join("ca.pem").display()
+    );
+    for (name, starttls, _) in ZONES {
+        cfg.push_str(&format!("\n[[dns.domain]]\nname = \"{name}\"\nstarttls_probe = {starttls}\n"));
+    }
+    let config = dir.path().join("tls.toml");
+    write(&config, &cfg);
+    Lab { _nginx: nginx, _postfix: postfix, dir, config }
+}
+
+fn failing(checks: &BTreeMap<String, bool>) -> BTreeSet<String> {
+    checks.iter().filter(|(_, f)| **f).map(|(c, _)| c.clone()).collect()
+}
+
+fn want(fail: &[&str]) -> BTreeSet<String> {
+    fail.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn every_tls_check_fails_on_its_zone_and_passes_on_the_good_one() {
+    let lab = lab();
+    let cfg = lab.config.display().to_string();
+
+    // ---- check --output json
+    let (status, stdout, stderr) = run(&["check", &format!("--config.file={cfg}"), "--output=json"]);
+    assert!(matches!(status.code(), Some(0 | 1)), "check exited {status}: {stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let mut by_domain: BTreeMap<String, BTreeMap<String, bool>> = BTreeMap::new();
+    let mut messages: BTreeMap<(String, String), String> = BTreeMap::new();
+    for d in doc["domains"].as_array().expect("domains") {
+        let name = d["domain"].as_str().unwrap().to_string();
+        assert!(d["error"].is_null(), "{name}: {}", d["error"]);
+        let mut checks = BTreeMap::new();
+        for c in d["checks"].as_array().unwrap() {
+            let id = c["check"].as_str().unwrap().to_string();
+            messages.insert((name.clone(), id.clone()), c["message"].as_str().unwrap().to_string());
+            checks.insert(id, c["failed"] == true);
+        }
+        by_domain.insert(name, checks);
+    }
+    let mut problems = Vec::new();
+    for (name, _, fail) in ZONES {
+        let got = failing(&by_domain[*name]);
+        if got != want(fail) {
+            let detail: Vec<String> =
+                got.iter().map(|c| format!("{c}: {}", messages[&(name.to_string(), c.clone())])).collect();
+            problems.push(format!("{name}: failing {got:?}, expected {fail:?}\n  {}", detail.join("\n  ")));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    for c in TLS_CHECKS {
+        assert_eq!(by_domain["stsgood.test"].get(c), Some(&false), "{c} is not evaluated and passing on stsgood.test");
+    }
+    // the messages say what happened
+    let m = |d: &str, c: &str| messages[&(d.to_string(), c.to_string())].clone();
+    assert!(
+        m("stsmismatch.test", "mta_sts_mx_mismatch")
+            .contains("MX mx.stsgood.test match(es) none of its mx patterns (*.elsewhere.test)")
+    );
+    assert!(
+        m("stsunavail.test", "mta_sts_policy_unavailable").contains("not valid for name"),
+        "{}",
+        m("stsunavail.test", "mta_sts_policy_unavailable")
+    );
+    assert!(
+        m("stsinvalid.test", "mta_sts_policy_invalid")
+            .contains("mode: \"enforced\" is not enforce, testing or none; max_age is missing")
+    );
+    assert!(m("tlsexpired.test", "mx_certificate_invalid").contains("certificate expired"));
+    assert!(m("tlswrongname.test", "mx_certificate_invalid").contains("not valid for name \"mx.tlswrongname.test\""));
+    assert!(
+        m("tlsexpiring.test", "mx_certificate_expiring").contains("in 4 day(s)")
+            || m("tlsexpiring.test", "mx_certificate_expiring").contains("in 5 day(s)")
+    );
+    assert!(m("tlsnone.test", "mx_starttls_unavailable").contains("EHLO failed: the server does not offer STARTTLS"));
+    assert!(m("stsgood.test", "mta_sts_mx_mismatch").contains("every MX matches"));
+    assert_eq!(m("stsgood.test", "mta_sts_invalid"), "valid MTA-STS record at _mta-sts.stsgood.test: id=20261206good");
+
+    // ---- /metrics of a running serve
+    let log = lab.dir.path().join("mail.log");
+    std::fs::write(&log, b"").unwrap();
+    let ex = Exporter::start(&["serve", &format!("--config.file={cfg}"), &format!("--maillog.path={}", log.display())]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ex.get("/-/ready").status != 200 {
+        assert!(Instant::now() < deadline, "not ready after 60 s\n{}", ex.stderr());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let text = ex.scrape();
+    promtool_check_metrics(&text).unwrap();
+    for (name, _, fail) in ZONES {
+        let got: BTreeSet<String> = metric_samples(&text, "mailroute_dns_check_failed")
+            .into_iter()
+            .filter(|(l, v)| l["domain"] == *name && *v == 1.0)
+            .map(|(l, _)| l["check"].clone())
+            .collect();
+        assert_eq!(got, want(fail), "{name} in /metrics");
+    }
+    assert_eq!(
+        metric_value(
+            &text,
+            "mailroute_mta_sts_policy_info",
+            &[("domain", "stsgood.test"), ("mode", "enforce"), ("id", "20261206good")]
+        ),
+        Some(1.0)
+    );
+    let policies: Vec<_> =
+        metric_samples(&text, "mailroute_mta_sts_policy_info").into_iter().map(|(l, _)| l["domain"].clone()).collect();
+    assert_eq!(policies, vec!["stsgood.test", "stsmismatch.test"], "only valid policies have an info sample");
+    let expiry = |d: &str, e: &str, a: &str| {
+        metric_value(
+            &text,
+            "mailroute_smtp_tls_certificate_expiry_timestamp_seconds",
+            &[("domain", d), ("exchange", e), ("address", a)],
+        )
+        .unwrap_or_else(|| panic!("no expiry sample for {d}"))
+    };
+    let day = |n: i64| ((now() + n * 86400) / 86400 * 86400) as f64;
+    assert_eq!(expiry("stsgood.test", "mx.stsgood.test", "127.0.54.30"), day(90));
+    assert_eq!(expiry("tlsexpiring.test", "mx.tlsexpiring.test", "127.0.54.32"), day(5));
+    assert_eq!(expiry("tlsexpired.test", "mx.tlsexpired.test", "127.0.54.31"), day(-2));
+    assert!(
+        metric_samples(&text, "mailroute_smtp_tls_certificate_expiry_timestamp_seconds")
+            .iter()
+            .all(|(l, _)| l["domain"] != "tlsnone.test")
+    );
+}
