@@ -229,6 +229,7 @@ impl DnsState {
                     "failing_checks": failing,
                     "notes": r.and_then(|r| r.snapshot.as_ref()).map(|s| s.notes.clone()).unwrap_or_default(),
                     "diagnosis": diagnosis(&d.name, r, &mail.misroutes_last_hour(&d.name)),
+                    "smtp_tls": r.and_then(|r| r.snapshot.as_ref()).map(checks::tls::summary).unwrap_or_default(),
                 })
             })
             .collect();
@@ -322,6 +323,13 @@ pub fn html_section(doc: &serde_json::Value) -> String {
                 );
             }
             h.push_str("</table>");
+        }
+        if let Some(lines) = d["smtp_tls"].as_array().filter(|l| !l.is_empty()) {
+            h.push_str("<p><b>SMTP TLS:</b></p><ul>");
+            for l in lines {
+                let _ = write!(h, "<li>{}</li>", esc(l.as_str().unwrap_or("")));
+            }
+            h.push_str("</ul>");
         }
         let servers = d["servers"].as_array().cloned().unwrap_or_default();
         if !servers.is_empty() {

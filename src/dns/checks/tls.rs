@@ -220,6 +220,49 @@ pub fn mx_certificate_expiring(s: &Snapshot, _: &DomainConfig) -> Option<Verdict
     })
 }
 
+/// The SMTP TLS facts of a round in words, for the status page: the MTA-STS
+/// policy and what each probed MX address presented.
+pub fn summary(s: &Snapshot) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(f) = &s.policy.mta_sts {
+        out.push(match (&f.result, valid_policy(s)) {
+            (Err(e), _) => format!("MTA-STS: the policy (id {}) cannot be fetched: {e}.", f.id),
+            (Ok(_), None) => format!("MTA-STS: the policy at {} (id {}) is invalid; senders ignore it.", f.url, f.id),
+            (Ok(_), Some(p)) => format!(
+                "MTA-STS: mode {} (id {}), max_age {} s, mx {}{}.",
+                p.mode.as_str(),
+                f.id,
+                p.max_age,
+                p.mx.join(", "),
+                match p.mode {
+                    Mode::Enforce => ": senders refuse MX hosts not listed or with an invalid certificate",
+                    Mode::Testing => ": senders only report failures",
+                    Mode::None => ": the policy is withdrawn",
+                }
+            ),
+        });
+    }
+    if let Some(st) = &s.policy.starttls {
+        for p in &st.probes {
+            out.push(match &p.outcome {
+                StarttlsOutcome::Failed { step, detail } => {
+                    format!("{}: no TLS ({step} failed: {}).", probe_label(p), crate::dns::records::clip(detail))
+                }
+                StarttlsOutcome::Tls { not_after, invalid, .. } => format!(
+                    "{}: STARTTLS, certificate {}{}.",
+                    probe_label(p),
+                    match invalid {
+                        None => "valid for the MX name".to_string(),
+                        Some(why) => format!("invalid ({})", crate::dns::records::clip(why)),
+                    },
+                    not_after.map_or(String::new(), |t| format!(", expires {}", utc(t)))
+                ),
+            });
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,6 +295,26 @@ mod tests {
             not_after: Some(not_after),
             invalid: invalid.map(str::to_string),
         }
+    }
+
+    #[test]
+    fn summary_in_words() {
+        assert!(summary(&good()).is_empty());
+        let mut s = with(Ok((POLICY, Some("text/plain"))));
+        s.policy.starttls = probes(vec![
+            tls(1_800_000_000, None),
+            StarttlsOutcome::Failed { step: "EHLO".into(), detail: "the server does not offer STARTTLS".into() },
+        ])
+        .policy
+        .starttls;
+        assert_eq!(
+            summary(&s),
+            vec![
+                "MTA-STS: mode enforce (id 20261206), max_age 86400 s, mx mx.example.test: senders refuse MX hosts not listed or with an invalid certificate.",
+                "mx.example.test (192.0.2.10:25): STARTTLS, certificate valid for the MX name, expires 2027-01-15 08:00:00 UTC.",
+                "mx.example.test (192.0.2.11:25): no TLS (EHLO failed: the server does not offer STARTTLS).",
+            ]
+        );
     }
 
     #[test]
