@@ -9,12 +9,14 @@
 //! - [`records`]: parsers for SPF, DMARC, DKIM, MTA-STS and TLS-RPT records;
 //! - [`checks`]: one pure function per check, grouped by subject;
 //! - [`sts_fetch`]: the MTA-STS policy fetch over HTTPS, and its cache;
+//! - [`dane`]: TLSA records matched against the chain an MX presented;
 //! - [`starttls`]: the opt-in STARTTLS probe of the MX addresses;
 //! - [`x509`]: the validity and key of a DER certificate;
 //! - [`tls_client`]: the rustls client configuration (Mozilla roots plus `ca_file`);
 //! - [`state`]: the latest results, the scheduler, and their metrics.
 
 pub mod checks;
+pub mod dane;
 pub mod policy;
 pub mod probe;
 pub mod records;

@@ -144,6 +144,14 @@ pub async fn gather(prober: &Prober, settings: &Settings, snap: &mut Snapshot, c
         },
     );
     snap.policy.starttls = starttls;
+    if config.starttls_probe {
+        let exchanges: Vec<String> = snap.mx_hosts.keys().cloned().collect();
+        let dane = join_all(
+            exchanges.iter().map(|e| async move { (e.clone(), super::dane::lookup(prober, resolvers, e).await) }),
+        )
+        .await;
+        snap.policy.dane = dane.into_iter().collect();
+    }
     snap.policy.mta_sts = mta_sts;
     snap.policy.dmarc_org = dmarc_org;
     snap.policy.spf = spf;

@@ -285,6 +285,19 @@ pub struct Policy {
     pub mta_sts: Option<MtaStsFetch>,
     /// The STARTTLS probes of the MX addresses; `None` when `starttls_probe` is off.
     pub starttls: Option<Starttls>,
+    /// TLSA records at `_25._tcp.<exchange>` per MX exchange (with
+    /// `starttls_probe`), asked with DO.
+    pub dane: BTreeMap<String, DaneLookup>,
+}
+
+/// The TLSA lookup for one MX exchange.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DaneLookup {
+    pub name: String,
+    pub tlsa: Lookup<Vec<crate::dns::dane::Tlsa>>,
+    /// The resolver set AD: the answer validated (the zone is signed and its chain
+    /// of trust holds). Only then are the records trusted (RFC 7672 §2.2).
+    pub validated: bool,
 }
 
 /// The STARTTLS probes of one round and what they are judged against.

@@ -87,6 +87,7 @@ pub fn good_policy() -> Policy {
         dmarc_org: None,
         mta_sts: None,
         starttls: None,
+        dane: BTreeMap::new(),
     }
 }
 

@@ -240,6 +240,12 @@ pub const CATALOGUE: &[Check] = &[
         "(starttls_probe) the MX certificate expires within certificate_expiry_warning",
         "RFC 5280 §4.1.2.5"
     ),
+    check!(
+        tls::dane_tlsa_mismatch,
+        Critical,
+        "(starttls_probe) the MX host has TLSA records at _25._tcp.MX in a signed zone and the presented chain matches none",
+        "RFC 7672 §3, RFC 6698 §2.1"
+    ),
 ];
 
 /// A check's result for one domain in one round.

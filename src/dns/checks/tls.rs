@@ -220,6 +220,74 @@ pub fn mx_certificate_expiring(s: &Snapshot, _: &DomainConfig) -> Option<Verdict
     })
 }
 
+/// `dane_tlsa_mismatch`: an MX host has TLSA records at `_25._tcp.<MX>` in a
+/// signed zone (the resolver validated them: AD) and the chain it presented
+/// after STARTTLS matches none of the usable ones (RFC 7672 §3, matching rules in
+/// [`crate::dns::dane`]). A failed TLSA lookup fails too: DANE senders defer then
+/// (RFC 7672 §2.1.1). Records that did not validate are not trusted and not
+/// judged (the message says so). Evaluated with `starttls_probe` when some MX has
+/// TLSA records or a failed lookup.
+///
+/// The signed status is the resolver's AD bit for the TLSA answer; the DNSSEC
+/// work of the exporter (DS at the parent, RRSIG verification) may replace it.
+pub fn dane_tlsa_mismatch(s: &Snapshot, _: &DomainConfig) -> Option<Verdict> {
+    use crate::dns::dane::{DaneMatch, tlsa_match};
+    use crate::dns::snapshot::Lookup;
+    let st = s.policy.starttls.as_ref()?;
+    let mut bad = Vec::new();
+    let mut ok = Vec::new();
+    let mut untrusted = Vec::new();
+    for (exchange, d) in &s.policy.dane {
+        match &d.tlsa {
+            Lookup::Void { .. } => {}
+            Lookup::Failed(e) => bad.push(format!("the TLSA lookup for {exchange} failed ({e}); DANE senders defer")),
+            Lookup::Found(_) if !d.validated => untrusted.push(d.name.clone()),
+            Lookup::Found(records) => {
+                for p in st.probes.iter().filter(|p| &p.exchange == exchange) {
+                    let StarttlsOutcome::Tls { chain, .. } = &p.outcome else { continue };
+                    let texts = records.iter().map(|r| r.text()).collect::<Vec<_>>().join(", ");
+                    match tlsa_match(records, chain) {
+                        DaneMatch::Match { record, cert } => ok.push(format!(
+                            "{}: TLSA {} matches the {}",
+                            probe_label(p),
+                            records[record].text(),
+                            if cert == 0 { "certificate".to_string() } else { format!("issuer certificate {cert}") }
+                        )),
+                        DaneMatch::NoMatch => bad.push(format!(
+                            "{}: the presented chain matches none of the TLSA records at {} ({texts})",
+                            probe_label(p),
+                            d.name
+                        )),
+                        DaneMatch::Unusable => ok.push(format!(
+                            "{}: no TLSA record at {} is usable for SMTP ({texts}): DANE does not apply",
+                            probe_label(p),
+                            d.name
+                        )),
+                    }
+                }
+            }
+        }
+    }
+    if bad.is_empty() && ok.is_empty() && untrusted.is_empty() {
+        return None;
+    }
+    let mut tail = String::new();
+    if !untrusted.is_empty() {
+        tail = format!(
+            "; TLSA records at {} are not trusted: the answer did not validate (zone not signed?)",
+            untrusted.join(", ")
+        );
+    }
+    Some(if bad.is_empty() {
+        Verdict::Pass(format!(
+            "{}{tail}",
+            if ok.is_empty() { "no trusted TLSA records".to_string() } else { ok.join("; ") }
+        ))
+    } else {
+        Verdict::Fail(format!("{}: DANE senders will not deliver (RFC 7672 §3){tail}", bad.join("; ")))
+    })
+}
+
 /// The SMTP TLS facts of a round in words, for the status page: the MTA-STS
 /// policy and what each probed MX address presented.
 pub fn summary(s: &Snapshot) -> Vec<String> {
@@ -315,6 +383,55 @@ mod tests {
                 "mx.example.test (192.0.2.11:25): no TLS (EHLO failed: the server does not offer STARTTLS).",
             ]
         );
+    }
+
+    #[test]
+    fn dane_gated_on_validation() {
+        use crate::dns::dane::Tlsa;
+        use crate::dns::snapshot::{DaneLookup, Lookup};
+        let pki = crate::dns::test_pki::Pki::new();
+        let leaf = pki.leaf(&["mx.example.test"], -1, 90);
+        let chain: Vec<Vec<u8>> = leaf.chain.iter().map(|c| c.to_vec()).collect();
+        let spki = crate::dns::x509::cert_info(&chain[0]).unwrap().spki;
+        let good = Tlsa {
+            usage: 3,
+            selector: 1,
+            matching: 1,
+            data: ring::digest::digest(&ring::digest::SHA256, &spki).as_ref().to_vec(),
+        };
+        let stale = Tlsa { data: vec![0; 32], ..good.clone() };
+        let mut s = probes(vec![StarttlsOutcome::Tls {
+            chain,
+            not_before: None,
+            not_after: Some(1_900_000_000),
+            invalid: None,
+        }]);
+        let set = |s: &mut Snapshot, tlsa: Lookup<Vec<Tlsa>>, validated: bool| {
+            s.policy.dane = [(
+                "mx.example.test".to_string(),
+                DaneLookup { name: "_25._tcp.mx.example.test".into(), tlsa, validated },
+            )]
+            .into();
+        };
+        assert!(dane_tlsa_mismatch(&s, &cfg()).is_none(), "no TLSA lookup: not evaluated");
+        set(&mut s, Lookup::Void { nxdomain: true }, true);
+        assert!(dane_tlsa_mismatch(&s, &cfg()).is_none(), "no TLSA records: not evaluated");
+        set(&mut s, Lookup::Found(vec![good.clone()]), true);
+        let v = dane_tlsa_mismatch(&s, &cfg()).unwrap();
+        assert!(!v.failed() && v.message().starts_with("mx.example.test (192.0.2.10:25): TLSA 3 1 1 "), "{v:?}");
+        set(&mut s, Lookup::Found(vec![stale.clone()]), true);
+        let v = dane_tlsa_mismatch(&s, &cfg()).unwrap();
+        assert_eq!(
+            v,
+            Verdict::Fail("mx.example.test (192.0.2.10:25): the presented chain matches none of the TLSA records at _25._tcp.mx.example.test (3 1 1 000000000000000000000000…): DANE senders will not deliver (RFC 7672 §3)".into())
+        );
+        // the same stale record, but not validated: not trusted, not judged
+        set(&mut s, Lookup::Found(vec![stale]), false);
+        let v = dane_tlsa_mismatch(&s, &cfg()).unwrap();
+        assert!(!v.failed() && v.message().contains("are not trusted: the answer did not validate"), "{v:?}");
+        // a failed lookup (bogus data gives SERVFAIL) fails
+        set(&mut s, Lookup::Failed("resolver 127.0.0.1:53 answered ServFail".into()), false);
+        assert!(dane_tlsa_mismatch(&s, &cfg()).unwrap().failed());
     }
 
     #[test]
