@@ -211,8 +211,20 @@ fn start_nginx(dir: &Path, pki: &Pki) -> Daemon {
     d
 }
 
-/// Postfix's master in the foreground with one smtpd per MX address on `port`.
-fn start_postfix(dir: &Path, pki: &Pki, port: u16) -> Daemon {
+/// The MX listeners of the lab: (address, certificate name, file, valid from, to)
+/// in days from now; `None` name: no STARTTLS.
+type Listener = (&'static str, Option<&'static str>, &'static str, i64, i64);
+
+const MX_LISTENERS: [Listener; 5] = [
+    ("127.0.54.30", Some("mx.stsgood.test"), "mx-good", -1, 90),
+    ("127.0.54.31", Some("mx.tlsexpired.test"), "mx-expired", -30, -2),
+    ("127.0.54.32", Some("mx.tlsexpiring.test"), "mx-expiring", -30, 5),
+    ("127.0.54.33", Some("other.tlswrongname.test"), "mx-wrongname", -1, 90),
+    ("127.0.54.34", None, "mx-none", 0, 0),
+];
+
+/// Postfix's master in the foreground with one smtpd per listener on `port`.
+fn start_postfix(dir: &Path, pki: &Pki, port: u16, listeners: &[Listener]) -> Daemon {
     let root = dir.join("postfix");
     for sub in ["", "conf", "queue", "queue/pid", "data"] {
         mkdir(&root.join(sub));
@@ -234,20 +246,19 @@ fn start_postfix(dir: &Path, pki: &Pki, port: u16) -> Daemon {
     );
     write(&root.join("conf/main.cf"), &main_cf);
     let mut master_cf = "tlsmgr unix - - n 1000? 1 tlsmgr\n".to_string();
-    for (ip, name, file, from, to) in [
-        ("127.0.54.30", "mx.stsgood.test", "mx-good", -1, 90),
-        ("127.0.54.31", "mx.tlsexpired.test", "mx-expired", -30, -2),
-        ("127.0.54.32", "mx.tlsexpiring.test", "mx-expiring", -30, 5),
-        ("127.0.54.33", "other.tlswrongname.test", "mx-wrongname", -1, 90),
-    ] {
-        let (crt, key) = pki.leaf(file, &[name], from, to);
-        master_cf.push_str(&format!(
-            "{ip}:{port} inet n - n - - smtpd -o myhostname={name} -o smtpd_tls_security_level=may -o smtpd_tls_cert_file={} -o smtpd_tls_key_file={}\n",
-            crt.display(),
-            key.display()
-        ));
+    for &(ip, name, file, from, to) in listeners {
+        match name {
+            Some(name) => {
+                let (crt, key) = pki.leaf(file, &[name], from, to);
+                master_cf.push_str(&format!(
+                    "{ip}:{port} inet n - n - - smtpd -o myhostname={name} -o smtpd_tls_security_level=may -o smtpd_tls_cert_file={} -o smtpd_tls_key_file={}\n",
+                    crt.display(),
+                    key.display()
+                ));
+            }
+            None => master_cf.push_str(&format!("{ip}:{port} inet n - n - - smtpd\n")),
+        }
     }
-    master_cf.push_str(&format!("127.0.54.34:{port} inet n - n - - smtpd -o myhostname=mx.tlsnone.test\n"));
     write(&root.join("conf/master.cf"), &master_cf);
     let daemon_dir = Command::new("postconf")
         .args(["-c", &root.join("conf").display().to_string(), "-h", "daemon_directory"])
@@ -265,32 +276,27 @@ fn start_postfix(dir: &Path, pki: &Pki, port: u16) -> Daemon {
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start Postfix's master from {daemon_dir}: {e}"));
     let mut d = Daemon { child, name: "postfix master" };
-    for last in 30..=34 {
-        wait_listening(
-            &mut d,
-            SocketAddr::new(format!("127.0.54.{last}").parse().unwrap(), port),
-            true,
-            &root.join("postfix.log"),
-        );
+    for (ip, ..) in listeners {
+        wait_listening(&mut d, SocketAddr::new(ip.parse().unwrap(), port), true, &root.join("postfix.log"));
     }
     d
 }
 
-/// A port free on every Postfix address right now.
-fn free_port() -> u16 {
+/// A port free on every address of `listeners` right now.
+fn free_port(listeners: &[Listener]) -> u16 {
     'next: for _ in 0..50 {
-        let l = TcpListener::bind("127.0.54.30:0").expect("bind");
+        let l = TcpListener::bind(SocketAddr::new(listeners[0].0.parse().unwrap(), 0)).expect("bind");
         let port = l.local_addr().unwrap().port();
         drop(l);
-        for last in 31..=34 {
-            let ip: IpAddr = format!("127.0.54.{last}").parse().unwrap();
+        for (ip, ..) in &listeners[1..] {
+            let ip: IpAddr = ip.parse().unwrap();
             if TcpListener::bind(SocketAddr::new(ip, port)).is_err() {
                 continue 'next;
             }
         }
         return port;
     }
-    panic!("no port free on 127.0.54.30-34");
+    panic!("no port free on the MX addresses");
 }
 
 struct Lab {
@@ -306,8 +312,8 @@ fn lab() -> Lab {
     mkdir(dir.path());
     let pki = Pki::new(dir.path());
     let nginx = start_nginx(dir.path(), &pki);
-    let smtp_port = free_port();
-    let postfix = start_postfix(dir.path(), &pki, smtp_port);
+    let smtp_port = free_port(&MX_LISTENERS);
+    let postfix = start_postfix(dir.path(), &pki, smtp_port, &MX_LISTENERS);
     let mut cfg = format!(
         "[dns]\nresolvers = [\"{resolver}\"]\nport = {dns_port}\ntimeout = \"2s\"\ninterval = \"1h\"\n\
          smtp_probe_port = {smtp_port}\nca_file = \"{}\"\n",
@@ -436,4 +442,148 @@ fn every_tls_check_fails_on_its_zone_and_passes_on_the_good_one() {
             .iter()
             .all(|(l, _)| l["domain"] != "tlsnone.test")
     );
+}
+
+// ---- DANE in a signed zone
+
+/// The signed zone's authoritative server (NSD) and the validating resolver
+/// (Unbound, trust anchor = the zone's KSK; everything else forwarded to the lab's
+/// resolver). The MX hosts of danelab.test (TLSA matches) and bad.danelab.test (a
+/// stale TLSA record) run Postfix with valid certificates.
+const DANE_NSD: &str = "127.0.54.40";
+const DANE_RESOLVER: &str = "127.0.54.41";
+const DANE_LISTENERS: [Listener; 2] = [
+    ("127.0.54.35", Some("mx.danelab.test"), "mx-dane", -1, 90),
+    ("127.0.54.36", Some("mx.bad.danelab.test"), "mx-dane-bad", -1, 90),
+];
+
+fn sh(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `3 1 1` association data of the certificate in `crt` (PEM, leaf first).
+fn tlsa_311(crt: &Path) -> String {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let leaf = CertificateDer::pem_file_iter(crt).unwrap().next().unwrap().unwrap();
+    let spki = mailroute_exporter::dns::x509::cert_info(&leaf).unwrap().spki;
+    mailroute_exporter::dns::dane::hex(ring::digest::digest(&ring::digest::SHA256, &spki).as_ref())
+}
+
+fn find_daemon(name: &str) -> PathBuf {
+    for d in ["/usr/sbin", "/usr/bin", "/sbin"] {
+        let p = Path::new(d).join(name);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("{name} not found (scripts/install-test-deps.sh installs it)");
+}
+
+#[test]
+fn dane_tlsa_mismatch_fails_on_a_stale_record_in_a_signed_zone() {
+    let (lab_resolver, port) = dns_lab();
+    let dir = tempfile::tempdir().unwrap();
+    mkdir(dir.path());
+    let pki = Pki::new(dir.path());
+    let smtp_port = free_port(&DANE_LISTENERS);
+    let _postfix = start_postfix(dir.path(), &pki, smtp_port, &DANE_LISTENERS);
+    let good = tlsa_311(&dir.path().join("mx-dane.crt"));
+    // a certificate the bad host no longer presents: the key was rolled
+    let (old, _) = pki.leaf("mx-dane-old", &["mx.bad.danelab.test"], -60, 30);
+    let stale = tlsa_311(&old);
+
+    // the zone, signed with dnssec-signzone (BIND's tools)
+    let z = dir.path().join("dns");
+    mkdir(&z);
+    let zone = format!(
+        "$ORIGIN danelab.test.\n$TTL 60\n@ SOA ns1.danelab.test. hostmaster.danelab.test. 2026120601 14400 3600 1209600 300\n\
+         @ NS ns1\nns1 A {DANE_NSD}\n@ MX 10 mx\nmx A 127.0.54.35\n_25._tcp.mx TLSA 3 1 1 {good}\n\
+         @ TXT \"v=spf1 mx -all\"\n_dmarc TXT \"v=DMARC1; p=reject\"\n\
+         bad MX 10 mx.bad\nmx.bad A 127.0.54.36\n_25._tcp.mx.bad TLSA 3 1 1 {stale}\nbad TXT \"v=spf1 mx -all\"\n"
+    );
+    write(&z.join("danelab.test.zone"), &zone);
+    let keygen = |ksk: bool| {
+        let mut c = Command::new("dnssec-keygen");
+        c.current_dir(&z).args(["-q", "-a", "ECDSAP256SHA256"]);
+        if ksk {
+            c.args(["-f", "KSK"]);
+        }
+        sh(c.arg("danelab.test")).trim().to_string()
+    };
+    let ksk = keygen(true);
+    let _zsk = keygen(false);
+    sh(Command::new("dnssec-signzone").current_dir(&z).args([
+        "-S",
+        "-K",
+        ".",
+        "-o",
+        "danelab.test",
+        "-f",
+        "danelab.test.signed",
+        "danelab.test.zone",
+    ]));
+    let nsd_conf = format!(
+        "server:\n    ip-address: {DANE_NSD}\n    port: {port}\n    do-ip6: no\n    username: \"\"\n    chroot: \"\"\n    database: \"\"\n    zonesdir: \"{d}\"\n    pidfile: \"{d}/nsd.pid\"\n    logfile: \"{d}/nsd.log\"\n    xfrdfile: \"{d}/xfrd.state\"\n    xfrdir: \"{d}\"\n    zonelistfile: \"{d}/zone.list\"\n    server-count: 1\nremote-control:\n    control-enable: no\nzone:\n    name: \"danelab.test\"\n    zonefile: \"{d}/danelab.test.signed\"\n",
+        d = z.display()
+    );
+    write(&z.join("nsd.conf"), &nsd_conf);
+    let (lab_ip, lab_port) = lab_resolver.rsplit_once(':').unwrap();
+    let unbound_conf = format!(
+        "server:\n    interface: {DANE_RESOLVER}\n    port: {port}\n    outgoing-interface: {DANE_RESOLVER}\n    do-ip6: no\n    access-control: 127.0.0.0/8 allow\n    do-daemonize: no\n    username: \"\"\n    chroot: \"\"\n    directory: \"{d}\"\n    pidfile: \"{d}/unbound.pid\"\n    logfile: \"{d}/unbound.log\"\n    use-syslog: no\n    module-config: \"validator iterator\"\n    trust-anchor-file: \"{d}/{ksk}.key\"\n    do-not-query-localhost: no\n    qname-minimisation: no\n    harden-referral-path: no\n    cache-max-ttl: 60\n    local-zone: \"test.\" nodefault\n    local-zone: \"127.in-addr.arpa.\" nodefault\nremote-control:\n    control-enable: no\nstub-zone:\n    name: \"danelab.test.\"\n    stub-addr: {DANE_NSD}@{port}\nforward-zone:\n    name: \".\"\n    forward-addr: {lab_ip}@{lab_port}\n",
+        d = z.display()
+    );
+    write(&z.join("unbound.conf"), &unbound_conf);
+    let nsd = Command::new(find_daemon("nsd"))
+        .args(["-d", "-c", &z.join("nsd.conf").display().to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut nsd = Daemon { child: nsd, name: "nsd (danelab)" };
+    let unbound = Command::new(find_daemon("unbound"))
+        .args(["-d", "-c", &z.join("unbound.conf").display().to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut unbound = Daemon { child: unbound, name: "unbound (danelab)" };
+    // both answer over TCP once up
+    wait_listening(&mut nsd, SocketAddr::new(DANE_NSD.parse().unwrap(), port), false, &z.join("nsd.log"));
+    wait_listening(&mut unbound, SocketAddr::new(DANE_RESOLVER.parse().unwrap(), port), false, &z.join("unbound.log"));
+
+    let cfg = format!(
+        "[dns]\nresolvers = [\"{DANE_RESOLVER}:{port}\"]\nport = {port}\ntimeout = \"2s\"\ninterval = \"1h\"\n\
+         smtp_probe_port = {smtp_port}\nca_file = \"{}\"\n\n[[dns.domain]]\nname = \"danelab.test\"\nstarttls_probe = true\n\n\
+         [[dns.domain]]\nname = \"bad.danelab.test\"\nstarttls_probe = true\n",
+        dir.path().join("ca.pem").display()
+    );
+    let cfg_path = dir.path().join("dane.toml");
+    write(&cfg_path, &cfg);
+    let (status, stdout, stderr) = run(&["check", &format!("--config.file={}", cfg_path.display()), "--output=json"]);
+    assert!(matches!(status.code(), Some(0 | 1)), "check exited {status}: {stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let check = |domain: &str, id: &str| -> (bool, String) {
+        let d = doc["domains"].as_array().unwrap().iter().find(|d| d["domain"] == domain).unwrap();
+        let c = d["checks"].as_array().unwrap().iter().find(|c| c["check"] == id);
+        let c = c.unwrap_or_else(|| panic!("{domain}: {id} not evaluated: {d}"));
+        (c["failed"] == true, c["message"].as_str().unwrap().to_string())
+    };
+    let (failed, msg) = check("danelab.test", "dane_tlsa_mismatch");
+    assert!(!failed && msg.starts_with("mx.danelab.test (127.0.54.35:") && msg.contains(": TLSA 3 1 1 "), "{msg}");
+    assert!(!msg.contains("not trusted"), "the signed zone validated: {msg}");
+    let (failed, msg) = check("bad.danelab.test", "dane_tlsa_mismatch");
+    assert!(
+        failed && msg.contains("the presented chain matches none of the TLSA records at _25._tcp.mx.bad.danelab.test"),
+        "{msg}"
+    );
+    // the certificates themselves are fine: only DANE tells the difference
+    for d in ["danelab.test", "bad.danelab.test"] {
+        for c in ["mx_starttls_unavailable", "mx_certificate_invalid", "mx_certificate_expiring"] {
+            let (failed, msg) = check(d, c);
+            assert!(!failed, "{d} {c}: {msg}");
+        }
+    }
 }
