@@ -1,11 +1,12 @@
 //! The SMTP TLS checks (issue 12) against real servers: the DNS lab (lab/dns) for
 //! the zones, nginx from Debian serving the MTA-STS policies over HTTPS with SNI on
 //! 127.0.54.20:443, and one Postfix `master` with an `smtpd` per MX address
-//! (127.0.54.30–34) offering STARTTLS with certificates from a CA made at test time
+//! (127.0.54.30, .32–.37) offering STARTTLS with certificates from a CA made at test time
 //! (rcgen). Every check fails on exactly its zone and passes on stsgood.test,
 //! through `check --output json` and `/metrics` of a running `serve`.
 //!
-//! Addresses: this lab uses 127.0.54.20–99 only (see lab/dns/README.md).
+//! Addresses: 127.0.54.20–99 only, avoiding those the lab zones already use as data
+//! (21, 22, 31, 41, 50, 51, 60, 70, 71, 81–86, 90–92; see lab/dns/README.md).
 
 mod common;
 
@@ -217,10 +218,10 @@ type Listener = (&'static str, Option<&'static str>, &'static str, i64, i64);
 
 const MX_LISTENERS: [Listener; 5] = [
     ("127.0.54.30", Some("mx.stsgood.test"), "mx-good", -1, 90),
-    ("127.0.54.31", Some("mx.tlsexpired.test"), "mx-expired", -30, -2),
-    ("127.0.54.32", Some("mx.tlsexpiring.test"), "mx-expiring", -30, 5),
-    ("127.0.54.33", Some("other.tlswrongname.test"), "mx-wrongname", -1, 90),
-    ("127.0.54.34", None, "mx-none", 0, 0),
+    ("127.0.54.32", Some("mx.tlsexpired.test"), "mx-expired", -30, -2),
+    ("127.0.54.33", Some("mx.tlsexpiring.test"), "mx-expiring", -30, 5),
+    ("127.0.54.34", Some("other.tlswrongname.test"), "mx-wrongname", -1, 90),
+    ("127.0.54.35", None, "mx-none", 0, 0),
 ];
 
 /// Postfix's master in the foreground with one smtpd per listener on `port`.
@@ -435,13 +436,19 @@ fn every_tls_check_fails_on_its_zone_and_passes_on_the_good_one() {
     };
     let day = |n: i64| ((now() + n * 86400) / 86400 * 86400) as f64;
     assert_eq!(expiry("stsgood.test", "mx.stsgood.test", "127.0.54.30"), day(90));
-    assert_eq!(expiry("tlsexpiring.test", "mx.tlsexpiring.test", "127.0.54.32"), day(5));
-    assert_eq!(expiry("tlsexpired.test", "mx.tlsexpired.test", "127.0.54.31"), day(-2));
+    assert_eq!(expiry("tlsexpiring.test", "mx.tlsexpiring.test", "127.0.54.33"), day(5));
+    assert_eq!(expiry("tlsexpired.test", "mx.tlsexpired.test", "127.0.54.32"), day(-2));
     assert!(
         metric_samples(&text, "mailroute_smtp_tls_certificate_expiry_timestamp_seconds")
             .iter()
             .all(|(l, _)| l["domain"] != "tlsnone.test")
     );
+    // the status page says it in words
+    let page = ex.get("/").text();
+    assert!(page.contains("MTA-STS: mode enforce (id 20261206good), max_age 86400 s, mx mx.stsgood.test"), "{page}");
+    assert!(page.contains("mx.tlsnone.test (127.0.54.35:"), "{page}");
+    assert!(page.contains("no TLS (EHLO failed: the server does not offer STARTTLS)."), "{page}");
+    assert!(page.contains("certificate invalid (invalid peer certificate: certificate expired"), "{page}");
 }
 
 // ---- DANE in a signed zone
@@ -450,11 +457,11 @@ fn every_tls_check_fails_on_its_zone_and_passes_on_the_good_one() {
 /// (Unbound, trust anchor = the zone's KSK; everything else forwarded to the lab's
 /// resolver). The MX hosts of danelab.test (TLSA matches) and bad.danelab.test (a
 /// stale TLSA record) run Postfix with valid certificates.
-const DANE_NSD: &str = "127.0.54.40";
-const DANE_RESOLVER: &str = "127.0.54.41";
+const DANE_NSD: &str = "127.0.54.42";
+const DANE_RESOLVER: &str = "127.0.54.43";
 const DANE_LISTENERS: [Listener; 2] = [
-    ("127.0.54.35", Some("mx.danelab.test"), "mx-dane", -1, 90),
-    ("127.0.54.36", Some("mx.bad.danelab.test"), "mx-dane-bad", -1, 90),
+    ("127.0.54.36", Some("mx.danelab.test"), "mx-dane", -1, 90),
+    ("127.0.54.37", Some("mx.bad.danelab.test"), "mx-dane-bad", -1, 90),
 ];
 
 fn sh(cmd: &mut Command) -> String {
@@ -500,9 +507,9 @@ fn dane_tlsa_mismatch_fails_on_a_stale_record_in_a_signed_zone() {
     mkdir(&z);
     let zone = format!(
         "$ORIGIN danelab.test.\n$TTL 60\n@ SOA ns1.danelab.test. hostmaster.danelab.test. 2026120601 14400 3600 1209600 300\n\
-         @ NS ns1\nns1 A {DANE_NSD}\n@ MX 10 mx\nmx A 127.0.54.35\n_25._tcp.mx TLSA 3 1 1 {good}\n\
+         @ NS ns1\nns1 A {DANE_NSD}\n@ MX 10 mx\nmx A 127.0.54.36\n_25._tcp.mx TLSA 3 1 1 {good}\n\
          @ TXT \"v=spf1 mx -all\"\n_dmarc TXT \"v=DMARC1; p=reject\"\n\
-         bad MX 10 mx.bad\nmx.bad A 127.0.54.36\n_25._tcp.mx.bad TLSA 3 1 1 {stale}\nbad TXT \"v=spf1 mx -all\"\n"
+         bad MX 10 mx.bad\nmx.bad A 127.0.54.37\n_25._tcp.mx.bad TLSA 3 1 1 {stale}\nbad TXT \"v=spf1 mx -all\"\n"
     );
     write(&z.join("danelab.test.zone"), &zone);
     let keygen = |ksk: bool| {
@@ -572,7 +579,7 @@ fn dane_tlsa_mismatch_fails_on_a_stale_record_in_a_signed_zone() {
         (c["failed"] == true, c["message"].as_str().unwrap().to_string())
     };
     let (failed, msg) = check("danelab.test", "dane_tlsa_mismatch");
-    assert!(!failed && msg.starts_with("mx.danelab.test (127.0.54.35:") && msg.contains(": TLSA 3 1 1 "), "{msg}");
+    assert!(!failed && msg.starts_with("mx.danelab.test (127.0.54.36:") && msg.contains(": TLSA 3 1 1 "), "{msg}");
     assert!(!msg.contains("not trusted"), "the signed zone validated: {msg}");
     let (failed, msg) = check("bad.danelab.test", "dane_tlsa_mismatch");
     assert!(
