@@ -180,10 +180,11 @@ fn start_nginx(dir: &Path, pki: &Pki) -> Daemon {
         mkdir(&www);
         write(&www.join("mta-sts.txt"), body);
         sites.push_str(&format!(
-            "  server {{\n    listen {NGINX}:443 ssl;\n    server_name {host};\n    ssl_certificate {};\n    ssl_certificate_key {};\n    root {};\n  }}\n",
+            "  server {{\n    listen {NGINX}:443 ssl;\n    server_name {host};\n    ssl_certificate {};\n    ssl_certificate_key {};\n    root {};\n    access_log {};\n  }}\n",
             crt.display(),
             key.display(),
-            root.join("www").join(zone).display()
+            root.join("www").join(zone).display(),
+            root.join(format!("{zone}.access.log")).display()
         ));
     }
     let conf = format!(
@@ -449,6 +450,30 @@ fn every_tls_check_fails_on_its_zone_and_passes_on_the_good_one() {
     assert!(page.contains("mx.tlsnone.test (127.0.54.35:"), "{page}");
     assert!(page.contains("no TLS (EHLO failed: the server does not offer STARTTLS)."), "{page}");
     assert!(page.contains("certificate invalid (invalid peer certificate: certificate expired"), "{page}");
+    drop(ex);
+
+    // the policy is kept across rounds: rounds every 2 s, one fetch (same id, max_age 1 day)
+    let fast = lab.dir.path().join("fast.toml");
+    let text = std::fs::read_to_string(&lab.config).unwrap().replace("interval = \"1h\"", "interval = \"2s\"");
+    let text = text.replace("timeout = \"2s\"", "timeout = \"1s\"");
+    write(&fast, &text);
+    let access = lab.dir.path().join("nginx/stsgood.access.log");
+    let before = std::fs::read_to_string(&access).unwrap_or_default().lines().count();
+    let ex = Exporter::start(&[
+        "serve",
+        &format!("--config.file={}", fast.display()),
+        &format!("--maillog.path={}", log.display()),
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ex.stderr().matches("DNS round finished").count() < 3 {
+        assert!(Instant::now() < deadline, "no three rounds in 60 s\n{}", ex.stderr());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let fetches = std::fs::read_to_string(&access).unwrap().lines().count() - before;
+    assert_eq!(fetches, 1, "mta-sts.stsgood.test was fetched {fetches} times in 3 rounds");
+    // an invalid policy is not kept: it is fetched again every round
+    let invalid = std::fs::read_to_string(lab.dir.path().join("nginx/stsinvalid.access.log")).unwrap();
+    assert!(invalid.lines().count() >= 1 + 3, "an invalid policy is fetched again each round: {invalid}");
 }
 
 // ---- DANE in a signed zone
