@@ -473,7 +473,7 @@ fn every_tls_check_fails_on_its_zone_and_passes_on_the_good_one() {
     assert_eq!(fetches, 1, "mta-sts.stsgood.test was fetched {fetches} times in 3 rounds");
     // an invalid policy is not kept: it is fetched again every round
     let invalid = std::fs::read_to_string(lab.dir.path().join("nginx/stsinvalid.access.log")).unwrap();
-    assert!(invalid.lines().count() >= 1 + 3, "an invalid policy is fetched again each round: {invalid}");
+    assert!(invalid.lines().count() > 3, "an invalid policy is fetched again each round: {invalid}");
 }
 
 // ---- DANE in a signed zone
