@@ -44,6 +44,10 @@ pub struct Settings {
     pub mta_sts_port: u16,
     /// MTA-STS policies kept across rounds.
     pub sts_cache: std::sync::Arc<super::sts_fetch::StsCache>,
+    /// Fetch MTA-STS policies over HTTPS. A round for a domain that is not
+    /// configured (`/probe`, SPEC §7.2) must set this to false: no HTTPS probing
+    /// then, and the mta_sts_policy_* checks are not evaluated.
+    pub fetch_mta_sts: bool,
     /// `mx_certificate_expiring` fails within this of expiry.
     pub certificate_expiry_warning: Duration,
     /// STARTTLS probes in flight at once, over all domains.
@@ -63,6 +67,7 @@ impl Default for Settings {
             tls: super::tls_client::client_config(None),
             mta_sts_port: 443,
             sts_cache: Default::default(),
+            fetch_mta_sts: true,
             certificate_expiry_warning: Duration::from_secs(14 * 86400),
             smtp_slots: std::sync::Arc::new(tokio::sync::Semaphore::new(STARTTLS_CONCURRENCY)),
         }

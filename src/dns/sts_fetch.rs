@@ -179,6 +179,9 @@ pub fn record_id(snap: &Snapshot) -> Option<String> {
 /// The policy of `domain` whose `_mta-sts` record has `id` (`None`: no valid
 /// record, nothing to fetch): from the cache, else fetched.
 pub async fn policy(prober: &Prober, settings: &Settings, domain: &str, id: Option<String>) -> Option<MtaStsFetch> {
+    if !settings.fetch_mta_sts {
+        return None;
+    }
     let Some(id) = id else {
         settings.sts_cache.forget(domain);
         return None;
@@ -326,6 +329,18 @@ mod tests {
         let closed = l.local_addr().unwrap().port();
         drop(l);
         assert!(get(&pki, closed).await.unwrap_err().starts_with("cannot connect to mta-sts.a.test"));
+    }
+
+    #[tokio::test]
+    async fn no_fetch_when_switched_off_or_without_a_record() {
+        let prober = Prober::new(1, T, None);
+        // resolvers that do not exist: a fetch would fail, not return None
+        let on = Settings { resolvers: vec!["127.0.0.1:9".parse().unwrap()], ..Settings::default() };
+        assert!(policy(&prober, &on, "a.test", None).await.is_none(), "no valid record: nothing to fetch");
+        let f = policy(&prober, &on, "a.test", Some("id1".into())).await.unwrap();
+        assert!(f.result.unwrap_err().starts_with("mta-sts.a.test cannot be resolved"));
+        let off = Settings { fetch_mta_sts: false, ..on };
+        assert!(policy(&prober, &off, "a.test", Some("id1".into())).await.is_none());
     }
 
     #[test]
