@@ -618,4 +618,27 @@ fn dane_tlsa_mismatch_fails_on_a_stale_record_in_a_signed_zone() {
             assert!(!failed, "{d} {c}: {msg}");
         }
     }
+    // and the same through /metrics
+    let log = dir.path().join("mail.log");
+    std::fs::write(&log, b"").unwrap();
+    let ex = Exporter::start(&[
+        "serve",
+        &format!("--config.file={}", cfg_path.display()),
+        &format!("--maillog.path={}", log.display()),
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ex.get("/-/ready").status != 200 {
+        assert!(Instant::now() < deadline, "not ready after 60 s\n{}", ex.stderr());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let text = ex.scrape();
+    let failed = |d: &str| {
+        metric_value(
+            &text,
+            "mailroute_dns_check_failed",
+            &[("domain", d), ("check", "dane_tlsa_mismatch"), ("severity", "critical")],
+        )
+    };
+    assert_eq!(failed("danelab.test"), Some(0.0));
+    assert_eq!(failed("bad.danelab.test"), Some(1.0));
 }
