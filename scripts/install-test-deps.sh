@@ -10,7 +10,7 @@ packages=(
   nsd knot knot-dnsutils bind9 bind9-dnsutils unbound
   prometheus prometheus-alertmanager
   logrotate postfix swaks rsyslog systemd-journal-remote systemd
-  nginx-light openssl
+  nginx-light openssl bind9-utils
   python3 python3-yaml curl ca-certificates iproute2 procps shellcheck
 )
 
