@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs, idempotently: real DNS servers (NSD, Knot, BIND,
-# Unbound), promtool/amtool, logrotate, Postfix and swaks for the SMTP probe tests,
+# Unbound), promtool/amtool, logrotate, Postfix and swaks for the SMTP probe tests, nginx
+# for the MTA-STS policy lab,
 # rsyslog and systemd-journal-remote for the source tests, hadolint for the Dockerfile.
 # Safe to run again: packages already present are skipped.
 set -euo pipefail
@@ -9,6 +10,7 @@ packages=(
   nsd knot knot-dnsutils bind9 bind9-dnsutils bind9-utils unbound
   prometheus prometheus-alertmanager
   logrotate postfix swaks rsyslog systemd-journal-remote systemd
+  nginx-light openssl bind9-utils
   python3 python3-yaml curl ca-certificates iproute2 procps shellcheck
 )
 

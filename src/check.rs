@@ -35,6 +35,7 @@ pub fn domains_to_check(config: &Config, named: &[String]) -> Result<Vec<DomainC
             dkim_selectors: vec![],
             expected_mx: None,
             smtp_probe: false,
+            starttls_probe: false,
         }));
     }
     Ok(out)

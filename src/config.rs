@@ -109,6 +109,9 @@ pub struct DomainConfig {
     pub dkim_selectors: Vec<String>,
     pub expected_mx: Option<Vec<String>>,
     pub smtp_probe: bool,
+    /// Connect to each MX address on `smtp_probe_port`, STARTTLS, inspect the
+    /// certificate (SPEC §7.1).
+    pub starttls_probe: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -125,6 +128,12 @@ pub struct DnsConfig {
     /// `dnssec_signature_expiring` fails when an RRSIG expires sooner than this.
     #[serde(with = "secs")]
     pub dnssec_expiry_warning: Duration,
+    /// Extra PEM CA certificates for MTA-STS HTTPS and STARTTLS (`None`: the
+    /// Mozilla roots only). Checked when the configuration is loaded.
+    pub ca_file: Option<String>,
+    /// `mx_certificate_expiring` fails within this of an MX certificate's expiry.
+    #[serde(with = "secs")]
+    pub certificate_expiry_warning: Duration,
     pub domains: Vec<DomainConfig>,
 }
 
@@ -215,6 +224,8 @@ struct RawDns {
     port: Option<Spanned<i64>>,
     smtp_probe_port: Option<Spanned<i64>>,
     dnssec_expiry_warning: Option<Spanned<String>>,
+    ca_file: Option<Spanned<String>>,
+    certificate_expiry_warning: Option<Spanned<String>>,
     #[serde(default)]
     domain: Vec<Spanned<RawDomain>>,
 }
@@ -228,6 +239,8 @@ struct RawDomain {
     expected_mx: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     smtp_probe: bool,
+    #[serde(default)]
+    starttls_probe: bool,
 }
 
 // ---------------------------------------------------------------- errors with positions
@@ -598,6 +611,16 @@ impl Config {
             Some(v) => port(*v.get_ref()).map_err(|e| ctx.err(Some(v.span()), "dns.smtp_probe_port", e))?,
             None => 25,
         };
+        let ca_file = match &d.ca_file {
+            Some(v) if !v.get_ref().is_empty() => {
+                crate::dns::tls_client::client_config(Some(std::path::Path::new(v.get_ref())))
+                    .map_err(|e| ctx.err(sp(v), "dns.ca_file", e))?;
+                Some(v.get_ref().clone())
+            }
+            _ => None,
+        };
+        let certificate_expiry_warning =
+            dur(&d.certificate_expiry_warning, "dns.certificate_expiry_warning", "14d", Duration::ZERO)?;
         let mut domains: Vec<DomainConfig> = Vec::new();
         let mut seen: HashMap<String, (usize, usize)> = HashMap::new();
         for (i, entry) in d.domain.into_iter().enumerate() {
@@ -638,7 +661,13 @@ impl Config {
                 }
                 None => None,
             };
-            domains.push(DomainConfig { name, dkim_selectors, expected_mx, smtp_probe: raw.smtp_probe });
+            domains.push(DomainConfig {
+                name,
+                dkim_selectors,
+                expected_mx,
+                smtp_probe: raw.smtp_probe,
+                starttls_probe: raw.starttls_probe,
+            });
         }
 
         Ok(Config {
@@ -663,6 +692,8 @@ impl Config {
                 port: dns_port,
                 smtp_probe_port,
                 dnssec_expiry_warning,
+                ca_file,
+                certificate_expiry_warning,
                 domains,
             },
         })
@@ -769,6 +800,7 @@ impl Config {
                     dkim_selectors: Vec::new(),
                     expected_mx: None,
                     smtp_probe: false,
+                    starttls_probe: false,
                 }));
             }
             self.dns.domains = domains;

@@ -15,6 +15,7 @@ use crate::dns::DnsState;
 use crate::dns::probe::Prober;
 use crate::dns::round::Settings;
 use crate::dns::state::{DnsCollector, scheduler};
+use crate::dns::sts_fetch::MailTls;
 use crate::maillog::processor::MailState;
 use crate::maillog::source::{Shutdown, SourceHandle, spawn_path};
 use crate::maillog::state::{Persister, SAVE_INTERVAL};
@@ -44,6 +45,11 @@ pub fn dns_settings(config: &Config) -> Settings {
         port: config.dns.port,
         smtp_probe_port: config.dns.smtp_probe_port,
         dnssec_expiry_warning: config.dns.dnssec_expiry_warning,
+        mail_tls: MailTls {
+            tls: crate::dns::tls_client::client_config(config.dns.ca_file.as_deref().map(std::path::Path::new)),
+            certificate_expiry_warning: config.dns.certificate_expiry_warning,
+            ..MailTls::default()
+        },
     }
 }
 

@@ -350,7 +350,7 @@ impl World {
             resolvers: vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 98, 53)), self.port)],
             port: self.port,
             smtp_probe_port: 25,
-            dnssec_expiry_warning: std::time::Duration::from_secs(7 * 86400),
+            ..Settings::default()
         }
     }
 
@@ -360,7 +360,13 @@ impl World {
 }
 
 fn domain() -> DomainConfig {
-    DomainConfig { name: "hostile.test".into(), dkim_selectors: vec![], expected_mx: None, smtp_probe: false }
+    DomainConfig {
+        name: "hostile.test".into(),
+        dkim_selectors: vec![],
+        expected_mx: None,
+        smtp_probe: false,
+        starttls_probe: false,
+    }
 }
 
 /// Runs a full round and returns the failing checks and the time taken.

@@ -9,12 +9,18 @@
 //! - [`policy`]: what the mail policy checks need beyond the servers' answers;
 //! - [`records`]: parsers for SPF, DMARC, DKIM, MTA-STS and TLS-RPT records;
 //! - [`checks`]: one pure function per check, grouped by subject;
+//! - [`sts_fetch`]: the MTA-STS policy fetch over HTTPS, and its cache;
+//! - [`dane`]: TLSA records matched against the chain an MX presented;
+//! - [`starttls`]: the opt-in STARTTLS probe of the MX addresses;
+//! - [`x509`]: the validity and key of a DER certificate;
+//! - [`tls_client`]: the rustls client configuration (Mozilla roots plus `ca_file`);
 //! - [`state`]: the latest results, the scheduler, and their metrics.
 //!
 //! Imports go one way: `state` → `round` → `policy` → `checks`, `recursive`,
 //! `probe`, `records` → `snapshot`; the checks read only the snapshot.
 
 pub mod checks;
+pub mod dane;
 pub mod dnssec;
 pub mod dnssec_round;
 pub mod policy;
@@ -23,7 +29,14 @@ pub mod records;
 pub mod recursive;
 pub mod round;
 pub mod snapshot;
+pub mod starttls;
 pub mod state;
+pub mod sts_fetch;
+pub mod tls_client;
+pub mod x509;
+
+#[cfg(test)]
+pub(crate) mod test_pki;
 
 pub use state::DnsState;
 
@@ -77,6 +90,7 @@ mod tests {
             dkim_selectors: vec!["default".into(), "S2".into()],
             expected_mx: None,
             smtp_probe: false,
+            starttls_probe: false,
         };
         assert_eq!(
             super::domain_txt_names(&d),

@@ -10,6 +10,12 @@
 //!   the limits and on loops, so the expansion does too; on top of that it is
 //!   capped at [`MAX_SPF_QUERIES`] lookups, [`MAX_SPF_PASSES`] passes and a time
 //!   budget of [`BUDGET_TIMEOUTS`] query timeouts;
+//! - the DMARC record of the organisational domain (RFC 7489 §6.6.3), when the
+//!   domain is not its own organisational domain, through the resolvers;
+//! - the MTA-STS policy, when a valid `_mta-sts` record exists
+//!   ([`super::sts_fetch`]);
+//! - with `starttls_probe`, the STARTTLS probe of every MX address
+//!   ([`super::starttls`]);
 //! - the reverse DNS of every mail host address: PTR, then each PTR name forward;
 //! - with `smtp_probe`, one SMTP connection to each apex address that is not an MX
 //!   address: read the greeting, send `QUIT`.
@@ -30,9 +36,14 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::checks::apex::apex_not_mx;
+use super::probe::Prober;
 use super::records::{self, spf};
 use super::recursive::{Recursive, follow_cnames, lookup_host, txt_string};
-use super::snapshot::{Lookup, ReverseLookup, SmtpOutcome, SmtpProbe, Snapshot, SpfLookups, norm, reverse_name};
+use super::snapshot::{
+    Lookup, OrgDmarc, ReverseLookup, SmtpOutcome, SmtpProbe, Snapshot, SpfLookups, Starttls, StarttlsOutcome,
+    StarttlsProbe, norm, reverse_name,
+};
+use super::sts_fetch::MailTls;
 use crate::config::DomainConfig;
 
 /// Distinct SPF records of the domain expanded (servers may disagree).
@@ -52,15 +63,26 @@ const MAX_PROBED: usize = 8;
 /// The most of a greeting read.
 const MAX_GREETING: usize = 4096;
 
+/// How the policy lookups and probes reach out.
+pub struct How<'a> {
+    /// Every DNS lookup but DANE's goes through the round's resolver.
+    pub rec: &'a Recursive,
+    /// DANE's TLSA lookup asks the validating resolvers directly, for the AD bit.
+    pub prober: &'a Prober,
+    /// The resolvers asked for TLSA with DO and AD set.
+    pub validating: &'a [SocketAddr],
+    /// Port of the opt-in SMTP and STARTTLS probes.
+    pub smtp_probe_port: u16,
+    /// MTA-STS fetching and the STARTTLS probe.
+    pub mail_tls: &'a MailTls,
+}
+
 /// Fills `snap.policy`.
-pub async fn gather(
-    rec: &Recursive,
-    timeout: Duration,
-    smtp_probe_port: u16,
-    snap: &mut Snapshot,
-    config: &DomainConfig,
-) {
-    let resolvers = rec;
+pub async fn gather(how: &How<'_>, snap: &mut Snapshot, config: &DomainConfig) {
+    let resolvers = how.rec;
+    let (prober, validating, settings) = (how.prober, how.validating, how.mail_tls);
+    let smtp_probe_port = how.smtp_probe_port;
+    let timeout = prober.timeout();
     let deadline = Instant::now() + timeout * BUDGET_TIMEOUTS;
 
     let cnamed: BTreeSet<String> = snap.up().flat_map(|s| s.txt_cname.keys().cloned()).collect();
@@ -83,7 +105,14 @@ pub async fn gather(
     };
     let port = smtp_probe_port;
     let domain = snap.domain.clone();
-    let (spf, reverse, smtp) = tokio::join!(
+    let org = records::dmarc::organizational_domain(&domain);
+    let sts_id = super::sts_fetch::record_id(snap);
+    let starttls_targets: Vec<(String, IpAddr)> = if config.starttls_probe {
+        snap.mx_hosts.iter().flat_map(|(e, h)| h.addresses.iter().map(move |a| (e.clone(), *a))).collect()
+    } else {
+        Vec::new()
+    };
+    let (spf, reverse, smtp, dmarc_org, mta_sts, starttls) = tokio::join!(
         spf_lookups(resolvers, &domain, &spf_records, deadline),
         join_all(mail.iter().map(|&a| async move { (a, reverse(resolvers, a).await) })),
         join_all(
@@ -91,7 +120,55 @@ pub async fn gather(
                 .iter()
                 .map(|&a| async move { (a, SmtpProbe { port, outcome: smtp_probe(a, port, timeout).await }) })
         ),
+        async {
+            match org {
+                Some(o) => Some(OrgDmarc { records: txt_records(resolvers, &format!("_dmarc.{o}")).await, domain: o }),
+                None => None,
+            }
+        },
+        super::sts_fetch::policy(resolvers, timeout, settings, &domain, sts_id),
+        async {
+            if !config.starttls_probe {
+                return None;
+            }
+            let at = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+            let probes = match &settings.tls {
+                Ok(tls) => {
+                    super::starttls::probe_all(
+                        tls.roots.clone(),
+                        starttls_targets,
+                        port,
+                        timeout,
+                        settings.smtp_slots.clone(),
+                    )
+                    .await
+                }
+                Err(e) => starttls_targets
+                    .into_iter()
+                    .map(|(exchange, address)| StarttlsProbe {
+                        exchange,
+                        address,
+                        port,
+                        outcome: StarttlsOutcome::Failed { step: "TLS client".into(), detail: e.clone() },
+                    })
+                    .collect(),
+            };
+            Some(Starttls { at, warning_seconds: settings.certificate_expiry_warning.as_secs(), probes })
+        },
     );
+    snap.policy.starttls = starttls;
+    if config.starttls_probe {
+        let exchanges: Vec<String> = snap.mx_hosts.keys().cloned().collect();
+        let dane = join_all(
+            exchanges.iter().map(|e| async move { (e.clone(), super::dane::lookup(prober, validating, e).await) }),
+        )
+        .await;
+        snap.policy.dane = dane.into_iter().collect();
+    }
+    snap.policy.mta_sts = mta_sts;
+    snap.policy.dmarc_org = dmarc_org;
     snap.policy.spf = spf;
     snap.policy.reverse = reverse.into_iter().collect();
     snap.policy.smtp = config.smtp_probe.then(|| smtp.into_iter().collect());

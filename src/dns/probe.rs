@@ -41,6 +41,9 @@ pub struct Response {
     pub additionals: Vec<Record>,
     /// The answer came over TCP (after a truncated UDP answer, or when asked so).
     pub tcp: bool,
+    /// AD: a validating resolver vouches for the answer (RFC 4035 §3.2.3; asked
+    /// with DO by [`Prober::query_validated`]).
+    pub authentic_data: bool,
     pub rtt: Duration,
 }
 
@@ -140,36 +143,40 @@ impl Prober {
 
     /// Asks `server` for `name`/`rtype`: UDP first, TCP when truncated.
     pub async fn query(&self, server: SocketAddr, name: &Name, rtype: RecordType, recursion: bool) -> ProbeResult {
-        self.query_with(server, name, rtype, recursion, false, false).await
+        self.query_with(server, build_query(name, rtype, recursion), false).await
+    }
+
+    /// Asks a resolver (RD=1) with the DO and AD bits set, so that a validating
+    /// resolver says in AD whether the answer validated (RFC 6840 §5.7, §5.8).
+    pub async fn query_validated(&self, resolver: SocketAddr, name: &Name, rtype: RecordType) -> ProbeResult {
+        let mut msg = build_query(name, rtype, true);
+        msg.metadata.authentic_data = true;
+        let mut edns = Edns::new();
+        edns.set_max_payload(EDNS_PAYLOAD);
+        edns.set_dnssec_ok(true);
+        msg.set_edns(edns);
+        self.query_with(resolver, msg, false).await
     }
 
     /// Asks `server` for `name`/`rtype` with RD=0 and the DO bit set (RFC 3225), so an
     /// authoritative server adds the RRSIGs; TCP when truncated.
     pub async fn query_dnssec(&self, server: SocketAddr, name: &Name, rtype: RecordType) -> ProbeResult {
-        self.query_with(server, name, rtype, false, false, true).await
+        let mut msg = build_query(name, rtype, false);
+        if let Some(edns) = msg.edns.as_mut() {
+            edns.set_dnssec_ok(true);
+        }
+        self.query_with(server, msg, false).await
     }
 
     /// Like [`Prober::query`], but also asks over TCP when UDP brings no answer at all
     /// (used for the SOA probe, to tell "unreachable" from "UDP blocked").
     pub async fn query_or_tcp(&self, server: SocketAddr, name: &Name, rtype: RecordType) -> ProbeResult {
-        self.query_with(server, name, rtype, false, true, false).await
+        self.query_with(server, build_query(name, rtype, false), true).await
     }
 
-    async fn query_with(
-        &self,
-        server: SocketAddr,
-        name: &Name,
-        rtype: RecordType,
-        recursion: bool,
-        tcp_when_silent: bool,
-        dnssec_ok: bool,
-    ) -> ProbeResult {
+    async fn query_with(&self, server: SocketAddr, msg: Message, tcp_when_silent: bool) -> ProbeResult {
         let result = match self.limit.acquire().await {
             Ok(_permit) => {
-                let mut msg = build_query(name, rtype, recursion);
-                if dnssec_ok && let Some(edns) = msg.edns.as_mut() {
-                    edns.set_dnssec_ok(true);
-                }
                 let started = Instant::now();
                 let mut r = exchange_udp(server, &msg, self.timeout).await;
                 let fall_back = match &r {
@@ -245,6 +252,7 @@ fn response(reply: Message, tcp: bool) -> Response {
         authorities: reply.authorities,
         additionals: reply.additionals,
         tcp,
+        authentic_data: reply.metadata.authentic_data,
         rtt: Duration::ZERO,
     }
 }

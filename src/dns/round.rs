@@ -37,6 +37,7 @@ use hickory_proto::rr::{RData, Record, RecordType};
 use super::probe::{Failure, Prober, Response};
 use super::recursive::{Recursive, find_zone, lookup_host, name, ns_names, rcode_text, txt_string};
 use super::snapshot::{Mx, NsName, Referral, Server, Snapshot, Soa, Standing, in_zone, is_address_literal, norm};
+use super::sts_fetch::MailTls;
 use crate::config::DomainConfig;
 
 /// How a round reaches the servers.
@@ -50,6 +51,23 @@ pub struct Settings {
     pub smtp_probe_port: u16,
     /// `dnssec_signature_expiring` fails when an RRSIG expires sooner than this.
     pub dnssec_expiry_warning: Duration,
+    /// MTA-STS fetching and the STARTTLS probe: the TLS client, the policy cache,
+    /// and the probes' shared slots.
+    pub mail_tls: MailTls,
+}
+
+impl Default for Settings {
+    /// No resolvers (`/etc/resolv.conf`), port 53, SMTP 25, DNSSEC warning 7 days,
+    /// MTA-STS on port 443 with the Mozilla roots only.
+    fn default() -> Settings {
+        Settings {
+            resolvers: Vec::new(),
+            port: 53,
+            smtp_probe_port: 25,
+            dnssec_expiry_warning: Duration::from_secs(7 * 86400),
+            mail_tls: MailTls::default(),
+        }
+    }
 }
 
 fn owner(r: &Record) -> String {
@@ -659,7 +677,15 @@ pub async fn snapshot_with(prober: &Prober, rec: &Recursive, settings: &Settings
     snap.dnssec = dnssec;
 
     // what the mail policy checks need beyond the servers' TXT answers
-    super::policy::gather(rec, prober.timeout(), settings.smtp_probe_port, &mut snap, config).await;
+    let validating = if settings.resolvers.is_empty() { super::system_resolvers() } else { settings.resolvers.clone() };
+    let how = super::policy::How {
+        rec,
+        prober,
+        smtp_probe_port: settings.smtp_probe_port,
+        validating: &validating,
+        mail_tls: &settings.mail_tls,
+    };
+    super::policy::gather(&how, &mut snap, config).await;
     snap
 }
 

@@ -294,6 +294,94 @@ pub struct Policy {
     /// SMTP probes of the apex addresses that are not MX addresses; `None` when
     /// the domain's `smtp_probe` is off.
     pub smtp: Option<BTreeMap<IpAddr, SmtpProbe>>,
+    /// The organisational domain's DMARC records (RFC 7489 §6.6.3), read through
+    /// the resolvers; `None` when the domain is its own organisational domain.
+    pub dmarc_org: Option<OrgDmarc>,
+    /// The MTA-STS policy fetch (RFC 8461 §3.3); `None` when the domain has no
+    /// valid `_mta-sts` record.
+    pub mta_sts: Option<MtaStsFetch>,
+    /// The STARTTLS probes of the MX addresses; `None` when `starttls_probe` is off.
+    pub starttls: Option<Starttls>,
+    /// TLSA records at `_25._tcp.<exchange>` per MX exchange (with
+    /// `starttls_probe`), asked with DO.
+    pub dane: BTreeMap<String, DaneLookup>,
+}
+
+/// The TLSA lookup for one MX exchange.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DaneLookup {
+    pub name: String,
+    pub tlsa: Lookup<Vec<crate::dns::dane::Tlsa>>,
+    /// The resolver set AD: the answer validated (the zone is signed and its chain
+    /// of trust holds). Only then are the records trusted (RFC 7672 §2.2).
+    pub validated: bool,
+}
+
+/// The STARTTLS probes of one round and what they are judged against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Starttls {
+    /// Unix time of the probes.
+    pub at: i64,
+    /// `certificate_expiry_warning` in seconds.
+    pub warning_seconds: u64,
+    pub probes: Vec<StarttlsProbe>,
+}
+
+/// One STARTTLS probe of one MX address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StarttlsProbe {
+    pub exchange: String,
+    pub address: IpAddr,
+    pub port: u16,
+    pub outcome: StarttlsOutcome,
+}
+
+/// How a STARTTLS probe ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum StarttlsOutcome {
+    /// No TLS session: the step that failed (connect, greeting, EHLO, STARTTLS,
+    /// TLS handshake) and how.
+    Failed { step: String, detail: String },
+    /// A TLS session: the leaf's validity (Unix seconds) and why the chain does
+    /// not validate for the MX name (`None`: it does).
+    Tls {
+        /// The chain as presented, DER, leaf first (for DANE; not in the JSON).
+        #[serde(skip)]
+        chain: Vec<Vec<u8>>,
+        not_before: Option<i64>,
+        not_after: Option<i64>,
+        invalid: Option<String>,
+    },
+}
+
+/// One MTA-STS policy fetch: the TXT record's id, the URL, and the body or why
+/// there is none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MtaStsFetch {
+    pub id: String,
+    pub url: String,
+    pub result: Result<StsFetched, String>,
+}
+
+/// A policy body as served.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StsFetched {
+    pub body: String,
+    pub content_type: Option<String>,
+    /// The address it was fetched from.
+    pub address: IpAddr,
+    /// Kept from an earlier round (same id, `max_age` not run out).
+    pub cached: bool,
+}
+
+/// The DMARC records at `_dmarc.<organisational domain>`, the fallback receivers
+/// use when the domain has no record of its own (RFC 7489 §6.6.3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrgDmarc {
+    /// The organisational domain, found with the Public Suffix List.
+    pub domain: String,
+    pub records: Lookup<Vec<String>>,
 }
 
 /// What a round saw of the zone's DNSSEC: the parent's DS RRset and, per server

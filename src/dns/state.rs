@@ -253,6 +253,7 @@ impl DnsState {
                     "failing_checks": failing,
                     "notes": r.and_then(|r| r.snapshot.as_ref()).map(|s| s.notes.clone()).unwrap_or_default(),
                     "diagnosis": diagnosis(&d.name, r, &mail.misroutes_last_hour(&d.name)),
+                    "smtp_tls": r.and_then(|r| r.snapshot.as_ref()).map(checks::tls::summary).unwrap_or_default(),
                 })
             })
             .collect();
@@ -351,6 +352,13 @@ pub fn html_section(doc: &serde_json::Value) -> String {
                 );
             }
             h.push_str("</table>");
+        }
+        if let Some(lines) = d["smtp_tls"].as_array().filter(|l| !l.is_empty()) {
+            h.push_str("<p><b>SMTP TLS:</b></p><ul>");
+            for l in lines {
+                let _ = write!(h, "<li>{}</li>", esc(l.as_str().unwrap_or("")));
+            }
+            h.push_str("</ul>");
         }
         let servers = d["servers"].as_array().cloned().unwrap_or_default();
         if !servers.is_empty() {
@@ -543,6 +551,40 @@ impl Collector for DnsCollector {
             |d, r, emit| match r.snapshot.as_ref().and_then(checks::spf::lookup_count) {
                 Some(n) => emit(&[("domain", d)], n as f64),
                 None => Ok(()),
+            },
+        )?;
+        // ---- SMTP TLS (issue 12)
+        family(
+            &mut encoder,
+            "mailroute_mta_sts_policy_info",
+            "1 for the domain's valid MTA-STS policy: its mode and the _mta-sts record's id",
+            r,
+            |d, r, emit| {
+                let Some(s) = &r.snapshot else { return Ok(()) };
+                match (&s.policy.mta_sts, checks::tls::valid_policy(s)) {
+                    (Some(f), Some(p)) => emit(&[("domain", d), ("mode", p.mode.as_str()), ("id", f.id.as_str())], 1.0),
+                    _ => Ok(()),
+                }
+            },
+        )?;
+        family(
+            &mut encoder,
+            "mailroute_smtp_tls_certificate_expiry_timestamp_seconds",
+            "Unix time at which the certificate an MX address presents after STARTTLS expires (starttls_probe)",
+            r,
+            |d, r, emit| {
+                let Some(st) = r.snapshot.as_ref().and_then(|s| s.policy.starttls.as_ref()) else { return Ok(()) };
+                for p in &st.probes {
+                    if let super::snapshot::StarttlsOutcome::Tls { not_after: Some(t), .. } = &p.outcome {
+                        addr.clear();
+                        let _ = write!(addr, "{}", p.address);
+                        emit(
+                            &[("domain", d), ("exchange", p.exchange.as_str()), ("address", addr.as_str())],
+                            *t as f64,
+                        )?;
+                    }
+                }
+                Ok(())
             },
         )?;
         family(

@@ -4,16 +4,22 @@
 //!
 //! A record whose version is not exactly `v=DMARC1` is ignored by receivers
 //! (§6.3), so it counts as no record; `dmarc_missing` names it. Servers that
-//! disagree on the record fail `dmarc_invalid`, naming each server. Receivers do
-//! not fall back to the organizational domain's record here: that needs the Public
-//! Suffix List, which the exporter does not carry.
+//! disagree on the record fail `dmarc_invalid`, naming each server.
+//!
+//! Organisational domain (RFC 7489 §6.6.3): when the domain has no record of its
+//! own, receivers look up `_dmarc.<organisational domain>` (the public suffix plus
+//! one label, from the Public Suffix List) and apply that record. `dmarc_missing`
+//! does the same: it passes when exactly one DMARC record is published there, and
+//! its message says which record applied. A failed lookup of the fallback is not
+//! taken as absence: the check then fails and says the lookup failed. The other
+//! DMARC checks judge the domain's own record only.
 
 use super::served::{Served, disagreement, distinct, labels, multiple, present, quoted, served};
 use super::{Verdict, verdict};
 use crate::config::DomainConfig;
 use crate::dns::records::clip;
 use crate::dns::records::dmarc::{Disposition, is_dmarc, looks_like_dmarc, parse};
-use crate::dns::snapshot::Snapshot;
+use crate::dns::snapshot::{Lookup, OrgDmarc, Snapshot, void_text};
 
 fn name(s: &Snapshot) -> String {
     format!("_dmarc.{}", s.domain)
@@ -23,32 +29,63 @@ fn dmarc_served(s: &Snapshot) -> Option<Vec<Served<'_>>> {
     served(s, &name(s), is_dmarc)
 }
 
-/// `dmarc_missing`: no DMARC record at `_dmarc.<domain>`.
+/// `dmarc_missing`: no DMARC record at `_dmarc.<domain>`, and none that applies
+/// from the organisational domain (RFC 7489 §6.6.3).
 pub fn dmarc_missing(s: &Snapshot, _: &DomainConfig) -> Option<Verdict> {
     let all = served(s, &name(s), |_| true)?;
     let records = dmarc_served(s)?;
-    Some(verdict(
-        !present(&records),
-        || {
-            let servers: Vec<_> = all.iter().map(|x| x.server).collect();
-            let ignored: Vec<String> =
-                distinct(&all).into_iter().map(|(r, _)| r).filter(|r| looks_like_dmarc(r)).collect();
-            let mut m = format!(
-                "no DMARC record at {} on {}; receivers apply no DMARC policy to mail from {} (RFC 7489 §6.6.3)",
-                name(s),
-                labels(&servers),
-                s.domain
-            );
-            if !ignored.is_empty() {
-                m.push_str(&format!(
-                    "; ignored because the version is not exactly v=DMARC1 (RFC 7489 §6.3): {}",
-                    quoted(&ignored)
-                ));
+    if present(&records) {
+        let own = distinct(&records).into_iter().map(|(r, _)| r).collect::<Vec<_>>();
+        return Some(Verdict::Pass(format!("DMARC record: {}", quoted(&own))));
+    }
+    let fallback = s.policy.dmarc_org.as_ref().map(org_fallback);
+    if let Some(Ok(applied)) = fallback {
+        return Some(Verdict::Pass(applied));
+    }
+    let servers: Vec<_> = all.iter().map(|x| x.server).collect();
+    let ignored: Vec<String> = distinct(&all).into_iter().map(|(r, _)| r).filter(|r| looks_like_dmarc(r)).collect();
+    let mut m = format!(
+        "no DMARC record at {} on {}; receivers apply no DMARC policy to mail from {} (RFC 7489 §6.6.3)",
+        name(s),
+        labels(&servers),
+        s.domain
+    );
+    if !ignored.is_empty() {
+        m.push_str(&format!(
+            "; ignored because the version is not exactly v=DMARC1 (RFC 7489 §6.3): {}",
+            quoted(&ignored)
+        ));
+    }
+    if let Some(Err(why)) = fallback {
+        m.push_str(&format!("; {why}"));
+    }
+    Some(Verdict::Fail(m))
+}
+
+/// Whether the organisational domain's record applies: `Ok(message)` naming the
+/// record when exactly one DMARC record is published there, else `Err(why not)`.
+fn org_fallback(org: &OrgDmarc) -> Result<String, String> {
+    let at = format!("_dmarc.{}", org.domain);
+    match &org.records {
+        Lookup::Failed(e) => Err(format!("the organisational domain's record could not be read ({e})")),
+        Lookup::Void { nxdomain } => {
+            Err(format!("the organisational domain {} has none either ({at}: {})", org.domain, void_text(*nxdomain)))
+        }
+        Lookup::Found(txt) => {
+            let dmarc: Vec<String> = txt.iter().filter(|r| is_dmarc(r)).cloned().collect();
+            match dmarc.as_slice() {
+                [one] => Ok(format!(
+                    "no record of its own; receivers apply the organisational domain's record at {at} (RFC 7489 §6.6.3): {}",
+                    quoted(std::slice::from_ref(one))
+                )),
+                [] => Err(format!("the organisational domain {} has none either ({at})", org.domain)),
+                many => Err(format!(
+                    "the organisational domain's {} records at {at} cancel each other out (RFC 7489 §6.6.3)",
+                    many.len()
+                )),
             }
-            m
-        },
-        || format!("DMARC record: {}", quoted(&distinct(&records).into_iter().map(|(r, _)| r).collect::<Vec<_>>())),
-    ))
+        }
+    }
 }
 
 /// `dmarc_multiple`: a server serves more than one DMARC record; receivers then
@@ -176,6 +213,45 @@ mod tests {
             x.txt.insert(NAME.into(), None);
         }
         assert!(dmarc_missing(&s, &cfg()).is_none());
+    }
+
+    #[test]
+    fn organisational_domain_fallback() {
+        let mut s = good();
+        set_txt(&mut s, NAME, &[]);
+        let org = |records| Some(OrgDmarc { domain: "example.test".into(), records });
+        // the org record applies: pass, naming it
+        s.policy.dmarc_org = org(Lookup::Found(vec!["v=spf1 -all".into(), "v=DMARC1; p=reject".into()]));
+        let v = dmarc_missing(&s, &cfg()).unwrap();
+        assert_eq!(
+            v,
+            Verdict::Pass("no record of its own; receivers apply the organisational domain's record at _dmarc.example.test (RFC 7489 §6.6.3): \"v=DMARC1; p=reject\"".into())
+        );
+        // none there either
+        s.policy.dmarc_org = org(Lookup::Void { nxdomain: true });
+        let v = dmarc_missing(&s, &cfg()).unwrap();
+        assert!(
+            v.failed()
+                && v.message().ends_with(
+                    "; the organisational domain example.test has none either (_dmarc.example.test: NXDOMAIN)"
+                ),
+            "{v:?}"
+        );
+        s.policy.dmarc_org = org(Lookup::Found(vec!["v=DMARC1; p=reject".into(), "v=DMARC1; p=none".into()]));
+        let v = dmarc_missing(&s, &cfg()).unwrap();
+        assert!(v.failed() && v.message().contains("2 records at _dmarc.example.test cancel each other out"), "{v:?}");
+        s.policy.dmarc_org = org(Lookup::Found(vec!["v=dmarc1; p=reject".into()]));
+        assert!(dmarc_missing(&s, &cfg()).unwrap().failed());
+        // never green when blind: a failed lookup is not a pass
+        s.policy.dmarc_org = org(Lookup::Failed("timeout".into()));
+        let v = dmarc_missing(&s, &cfg()).unwrap();
+        assert!(v.failed() && v.message().ends_with("the organisational domain's record could not be read (timeout)"));
+        // the domain's own record wins over the org's
+        set_txt(&mut s, NAME, &["v=DMARC1; p=quarantine"]);
+        assert_eq!(
+            dmarc_missing(&s, &cfg()).unwrap(),
+            Verdict::Pass("DMARC record: \"v=DMARC1; p=quarantine\"".into())
+        );
     }
 
     #[test]

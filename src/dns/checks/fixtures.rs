@@ -13,7 +13,13 @@ pub fn ip(s: &str) -> IpAddr {
 }
 
 pub fn cfg() -> DomainConfig {
-    DomainConfig { name: "example.test".into(), dkim_selectors: vec![], expected_mx: None, smtp_probe: false }
+    DomainConfig {
+        name: "example.test".into(),
+        dkim_selectors: vec![],
+        expected_mx: None,
+        smtp_probe: false,
+        starttls_probe: false,
+    }
 }
 
 pub fn soa() -> Soa {
@@ -79,6 +85,10 @@ pub fn good_policy() -> Policy {
         )]
         .into(),
         smtp: None,
+        dmarc_org: None,
+        mta_sts: None,
+        starttls: None,
+        dane: BTreeMap::new(),
     }
 }
 

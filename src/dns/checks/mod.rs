@@ -23,6 +23,7 @@ pub mod smtp;
 pub mod soa;
 pub mod spf;
 pub mod sts;
+pub mod tls;
 
 use serde::Serialize;
 
@@ -243,7 +244,12 @@ pub const CATALOGUE: &[Check] = &[
         "RFC 7208 §4.6.4"
     ),
     check!(spf::spf_void_lookup_limit, Warning, "more than 2 void lookups", "RFC 7208 §4.6.4"),
-    check!(dmarc::dmarc_missing, Warning, "no v=DMARC1 record at _dmarc", "RFC 7489 §6.1, §6.6.3"),
+    check!(
+        dmarc::dmarc_missing,
+        Warning,
+        "no v=DMARC1 record at _dmarc, nor one at the organisational domain (Public Suffix List)",
+        "RFC 7489 §6.1, §6.6.3"
+    ),
     check!(dmarc::dmarc_multiple, Warning, "a server serves more than one DMARC record", "RFC 7489 §6.6.3"),
     check!(
         dmarc::dmarc_invalid,
@@ -283,6 +289,43 @@ pub const CATALOGUE: &[Check] = &[
         Warning,
         "servers disagree on the DNSKEY RRset or on whether the zone is signed",
         "RFC 4035 §2.1, RFC 6781 §4.1"
+    ),
+    check!(
+        tls::mta_sts_policy_unavailable,
+        Warning,
+        "the _mta-sts record exists but the policy cannot be fetched over HTTPS with a valid certificate",
+        "RFC 8461 §3.3"
+    ),
+    check!(tls::mta_sts_policy_invalid, Warning, "the MTA-STS policy does not parse", "RFC 8461 §3.2"),
+    check!(
+        tls::mta_sts_mx_mismatch,
+        Critical,
+        "the MTA-STS policy is in enforce mode and an MX exchange matches none of its mx patterns",
+        "RFC 8461 §4.1, §5"
+    ),
+    check!(
+        tls::mx_starttls_unavailable,
+        Warning,
+        "(starttls_probe) an MX address offers no STARTTLS or the handshake fails",
+        "RFC 3207 §4"
+    ),
+    check!(
+        tls::mx_certificate_invalid,
+        Warning,
+        "(starttls_probe) the MX certificate is expired, not yet valid, untrusted, or does not match the MX name",
+        "RFC 5280 §6, RFC 6125, RFC 7672 §3.2.2"
+    ),
+    check!(
+        tls::mx_certificate_expiring,
+        Warning,
+        "(starttls_probe) the MX certificate expires within certificate_expiry_warning",
+        "RFC 5280 §4.1.2.5"
+    ),
+    check!(
+        tls::dane_tlsa_mismatch,
+        Critical,
+        "(starttls_probe) the MX host has TLSA records at _25._tcp.MX in a signed zone and the presented chain matches none",
+        "RFC 7672 §3, RFC 6698 §2.1"
     ),
 ];
 

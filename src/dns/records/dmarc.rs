@@ -79,6 +79,17 @@ fn wsp(c: char) -> bool {
     c == ' ' || c == '\t'
 }
 
+/// The organisational domain of `domain` (RFC 7489 §3.2): the public suffix
+/// (from the Public Suffix List the `psl` crate compiles in) plus one label.
+/// `None` when `domain` is already its own organisational domain or is itself a
+/// public suffix. A name under an unlisted top-level domain (`sub.org.test`) gets
+/// the list's default rule `*`: the organisational domain is `org.test`.
+pub fn organizational_domain(domain: &str) -> Option<String> {
+    let d = domain.trim_end_matches('.').to_ascii_lowercase();
+    let org = psl::domain_str(&d)?;
+    (org != d).then(|| org.to_string())
+}
+
 /// Is this TXT record a DMARC record: first tag `v`, value exactly `DMARC1`?
 pub fn is_dmarc(txt: &str) -> bool {
     let t = txt.trim_start_matches(wsp);
@@ -219,6 +230,23 @@ pub fn parse(txt: &str) -> Parsed {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn organizational_domains() {
+        for (name, want) in [
+            ("sub.example.org", Some("example.org")),
+            ("a.b.example.org.", Some("example.org")),
+            ("example.org", None),
+            ("Mail.Example.CO.UK", Some("example.co.uk")),
+            ("example.co.uk", None),
+            ("co.uk", None),
+            ("x.user.github.io", Some("user.github.io")),
+            ("shop.fixed.test", Some("fixed.test")),
+            ("fixed.test", None),
+        ] {
+            assert_eq!(organizational_domain(name).as_deref(), want, "{name}");
+        }
+    }
 
     /// The records of RFC 7489 §6.3 and appendix B.
     #[test]

@@ -12,6 +12,7 @@ pub mod dkim;
 pub mod dmarc;
 pub mod spf;
 pub mod sts;
+pub mod sts_policy;
 
 /// One `name=value` of a tag list, as written (whitespace around it removed).
 #[derive(Debug, Clone, PartialEq, Eq)]
