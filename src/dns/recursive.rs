@@ -66,7 +66,35 @@ pub fn rcode_text(r: ResponseCode) -> String {
     }
 }
 
-type Cache = HashMap<(String, RecordType), Result<Response, String>>;
+/// The most answers a round's cache keeps; the oldest goes first. Names shared by
+/// the round's domains are asked close together (the domains of a round are in
+/// flight together), so a bounded cache keeps the sharing and memory stays flat
+/// for large configurations.
+const CACHE_MAX: usize = 2048;
+
+/// A round's answers by question, and the order they came in (for eviction).
+#[derive(Default)]
+struct Cache {
+    map: HashMap<(String, RecordType), Result<Response, String>>,
+    order: std::collections::VecDeque<(String, RecordType)>,
+}
+
+impl Cache {
+    fn get(&self, key: &(String, RecordType)) -> Option<Result<Response, String>> {
+        self.map.get(key).cloned()
+    }
+
+    fn insert(&mut self, key: (String, RecordType), value: Result<Response, String>) {
+        if self.map.insert(key.clone(), value).is_none() {
+            self.order.push_back(key);
+        }
+        while self.order.len() > CACHE_MAX {
+            if let Some(old) = self.order.pop_front() {
+                self.map.remove(&old);
+            }
+        }
+    }
+}
 
 /// One round's recursive resolver.
 #[derive(Clone)]
@@ -168,7 +196,7 @@ impl Recursive {
     /// and failures are kept for the rest of the round.
     pub async fn query(&self, qname: &str, rtype: RecordType) -> Result<Response, String> {
         let key = (norm(qname), rtype);
-        if let Some(hit) = self.cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+        if let Some(hit) = self.cache.lock().ok().and_then(|c| c.get(&key)) {
             return hit;
         }
         let r = match &self.limit {
@@ -212,7 +240,8 @@ impl Recursive {
                             authentic_data: msg.metadata.authentic_data,
                             answers: msg.answers,
                             authorities: msg.authorities,
-                            additionals: msg.additionals,
+                            // nothing reads the additional section of a recursive answer
+                            additionals: Vec::new(),
                             tcp: false,
                             rtt: started.elapsed(),
                         }),
@@ -386,6 +415,21 @@ mod tests {
         assert_eq!(follow_cnames("host.x.test", &answers), Ok((vec![], "host.x.test".to_string())));
         let looped = vec![cname("a.x.test", "b.x.test"), cname("b.x.test", "a.x.test")];
         assert!(follow_cnames("a.x.test", &looped).unwrap_err().contains("loop"));
+    }
+
+    #[test]
+    fn the_cache_keeps_the_newest_answers() {
+        let mut c = Cache::default();
+        for i in 0..CACHE_MAX + 10 {
+            c.insert((format!("n{i}.test"), RecordType::A), Err(format!("{i}")));
+        }
+        assert_eq!(c.map.len(), CACHE_MAX);
+        assert!(c.get(&("n0.test".to_string(), RecordType::A)).is_none());
+        let newest = c.get(&(format!("n{}.test", CACHE_MAX + 9), RecordType::A));
+        assert_eq!(newest.and_then(Result::err), Some(format!("{}", CACHE_MAX + 9)));
+        // asking again for a kept name does not grow the order
+        c.insert(("n20.test".to_string(), RecordType::A), Err("again".into()));
+        assert_eq!(c.order.len(), CACHE_MAX);
     }
 
     #[test]
