@@ -19,7 +19,7 @@ use hickory_proto::dnssec::rdata::{DNSKEY, DNSSECRData, DS, RRSIG};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
-use super::dnssec::{DsInfo, KeyInfo, RrsetSigs, check_rrset, ds_matches, owner_text};
+use super::dnssec::{DsInfo, KeyInfo, RrsetSigs, Verified, check_rrset, ds_matches, owner_text};
 use super::probe::{Failure, Prober, Response};
 use super::snapshot::{Dnssec, Lookup, ServerDnssec, Snapshot};
 
@@ -113,12 +113,22 @@ fn verified(
     records: &[Record],
     keys: &[DNSKEY],
     now: i64,
+    cache: &Verified,
 ) -> Option<RrsetSigs> {
     let sigs: Vec<RRSIG> = rrsigs_at(records, owner).cloned().collect();
-    Some(check_rrset(zone, owner, rtype, records, &sigs, keys, now)).filter(|c| c.records > 0)
+    Some(check_rrset(zone, owner, rtype, records, &sigs, keys, now, cache)).filter(|c| c.records > 0)
 }
 
-async fn ask(prober: &Prober, addr: SocketAddr, zone: &Name, domain: &Name, ds: &[DS], now: i64) -> Served {
+/// The DNSKEY RRset and the covered RRsets of one address, verified. (The zone, the
+/// domain, the parent's DS, the round's time and the zone's verdict cache.)
+async fn ask(
+    prober: &Prober,
+    addr: SocketAddr,
+    (zone, domain): (&Name, &Name),
+    ds: &[DS],
+    now: i64,
+    cache: &Verified,
+) -> Served {
     let keys_resp = usable(prober.query_dnssec(addr, zone, RecordType::DNSKEY).await);
     let keys = keys_resp.as_ref().map(|resp| dnskeys_at(&resp.answers, zone)).unwrap_or_default();
     let mut out = Served {
@@ -132,7 +142,7 @@ async fn ask(prober: &Prober, addr: SocketAddr, zone: &Name, domain: &Name, ds: 
         return out;
     }
     if let Ok(resp) = keys_resp {
-        out.rrsets.extend(verified(zone, zone, RecordType::DNSKEY, &resp.answers, &keys, now));
+        out.rrsets.extend(verified(zone, zone, RecordType::DNSKEY, &resp.answers, &keys, now, cache));
     }
     let asks = [
         (zone, RecordType::SOA),
@@ -146,7 +156,7 @@ async fn ask(prober: &Prober, addr: SocketAddr, zone: &Name, domain: &Name, ds: 
     let keys = &keys;
     let checked = join_all(asks.iter().map(|&(n, t)| async move {
         match usable(prober.query_dnssec(addr, n, t).await) {
-            Ok(resp) => Ok(verified(zone, n, t, &resp.answers, keys, now)),
+            Ok(resp) => Ok(verified(zone, n, t, &resp.answers, keys, now, cache)),
             Err(e) => Err(format!("{t} {n}: {e}")),
         }
     }))
@@ -186,9 +196,10 @@ pub async fn gather(
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
     let (ds_info, ds) = ds_lookup(prober, parents, port, &zone).await;
     let addresses: BTreeSet<IpAddr> = snap.up().map(|s| s.address).collect();
+    let cache = Verified::default();
     let asks = addresses.iter().map(|&a| {
-        let (zone, domain, ds) = (&zone, &domain, &ds);
-        async move { (a, ask(prober, SocketAddr::new(a, port), zone, domain, ds, now).await) }
+        let (zone, domain, ds, cache) = (&zone, &domain, &ds, &cache);
+        async move { (a, ask(prober, SocketAddr::new(a, port), (zone, domain), ds, now, cache).await) }
     });
     let mut served: BTreeMap<IpAddr, Served> = join_all(asks).await.into_iter().collect();
     // an address usually has one name: its data moves; shared addresses get copies
