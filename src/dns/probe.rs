@@ -1,7 +1,9 @@
 //! The probe: one query to one server, nothing more.
 //!
 //! A query goes out over UDP with EDNS (1232-byte payload, the DNS flag day 2020
-//! value), RD set only when asking a recursive resolver. A truncated answer (TC=1) is
+//! value), RD set only when asking a recursive resolver; queries to authoritative
+//! servers (RD=0) carry the DO bit (RFC 3225), so signed zones come with their RRSIGs.
+//! A truncated answer (TC=1) is
 //! asked again over TCP. The answer is kept as the server sent it — rcode, AA flag and
 //! all three sections — because the checks need exactly what a caching resolver hides
 //! (REFUSED, missing AA, referrals). Replies with the wrong id or question are ignored,
@@ -167,7 +169,11 @@ impl Prober {
         let result = match self.limit.acquire().await {
             Ok(_permit) => {
                 let mut msg = build_query(name, rtype, recursion);
-                if dnssec_ok && let Some(edns) = msg.edns.as_mut() {
+                // authoritative servers are always asked with DO, so one answer serves both the
+                // consistency checks and the DNSSEC ones
+                if (dnssec_ok || !recursion)
+                    && let Some(edns) = msg.edns.as_mut()
+                {
                     edns.set_dnssec_ok(true);
                 }
                 let started = Instant::now();
