@@ -18,7 +18,8 @@ BIN=${BIN:-target/release/mailroute_exporter}
 WORK=$(mktemp -d)
 cleanup() {
   [ -n "${PID:-}" ] && kill "$PID" 2>/dev/null || true
-  lab/dns/bench.sh stop >/dev/null 2>&1 || true
+  # BENCH_KEEP_LAB=1 leaves the bench lab running for the next run (signing takes a while)
+  [ "${BENCH_KEEP_LAB:-0}" = 1 ] || lab/dns/bench.sh stop >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -53,6 +54,10 @@ for _ in $(seq 1 1200); do
   grep -q "DNS round finished" "$WORK/stderr" && break
   sleep 0.05
 done
+# the round's own high-water mark, before any scrape
+round_peak=$(awk '/VmHWM/ {print $2}' "/proc/$PID/status")
+# CPU the exporter used up to the end of the round (utime + stime, clock ticks)
+cpu=$(awk '{ print ($14 + $15) / 100 }' "/proc/$PID/stat")
 round=$(sed -n 's/.*msg="DNS round finished".* seconds=\([0-9.]*\).*/\1/p' "$WORK/stderr" | head -1)
 failing=$(sed -n 's/.*msg="DNS round finished".*failing_checks=\([0-9]*\).*/\1/p' "$WORK/stderr" | head -1)
 best=999
@@ -65,5 +70,7 @@ done
 series=$(grep -c '^mailroute_dns' "$WORK/metrics")
 printf 'domains: %s x 3 servers, concurrency 64, DNSSEC-signed: %s\n' "$N" "$([ "$BENCH_DNSSEC" = 1 ] && echo yes || echo no)"
 printf 'first round: %s s (failing checks: %s)\n' "$round" "$failing"
+printf 'exporter CPU to the end of the round: %s s\n' "$cpu"
+printf 'peak RSS during the round: %.1f MiB\n' "$(python3 -c "print($round_peak/1024)")"
 printf 'peak RSS: %.1f MiB\n' "$(python3 -c "print($peak/1024)")"
 printf '/metrics: %.1f ms for %s mailroute_dns series (best of 5, over HTTP)\n' "$(python3 -c "print($best*1000)")" "$series"

@@ -14,12 +14,12 @@
 //! Times: RRSIG inception and expiration are 32-bit serial numbers (RFC 4034 §3.1.5);
 //! [`absolute_time`] places them in the 68-year window around the time of the round.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
 use hickory_proto::dnssec::rdata::{DNSKEY, DS, RRSIG};
 use hickory_proto::dnssec::{PublicKey, Verifier};
-use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use serde::Serialize;
 
 /// One key of a DNSKEY RRset, as the checks need it.
@@ -124,9 +124,39 @@ pub fn absolute_time(t: u32, now: i64) -> i64 {
     now + i64::from(t.wrapping_sub(now32) as i32)
 }
 
+/// What a verification depends on besides the zone: owner, RRSIG, the RRset's data in
+/// canonical order, and the zone's keys.
+type VerifyInput = (Name, RRSIG, Vec<RData>, Vec<DNSKEY>);
+
+/// Verdicts reached for one zone in one round. A zone's servers usually serve the same
+/// signed data, and verifying is the costliest step of a round: a signature already
+/// judged over the same data with the same keys is not verified again. Lookups compare
+/// the whole input, never a digest of it.
+#[derive(Debug, Default)]
+pub struct Verified(Mutex<HashMap<VerifyInput, Result<(), String>>>);
+
+impl Verified {
+    fn get_or_verify(
+        &self,
+        input: VerifyInput,
+        verify: impl FnOnce(&VerifyInput) -> Result<(), String>,
+    ) -> Result<(), String> {
+        if let Some(r) = self.0.lock().ok().and_then(|m| m.get(&input).cloned()) {
+            return r;
+        }
+        let r = verify(&input);
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(input, r.clone());
+        }
+        r
+    }
+}
+
 /// Checks the RRSIGs over one RRset: those of `rrsigs` that cover `rtype` are each
 /// verified against the keys of `keys` with their key tag and algorithm. `records`
 /// may hold other owners and types; only `owner`/`rtype` records are signed data.
+/// `verified` remembers verdicts across the servers of one zone.
+#[allow(clippy::too_many_arguments)]
 pub fn check_rrset(
     zone: &Name,
     owner: &Name,
@@ -135,14 +165,18 @@ pub fn check_rrset(
     rrsigs: &[RRSIG],
     keys: &[DNSKEY],
     now: i64,
+    verified: &Verified,
 ) -> RrsetSigs {
-    let set: Vec<&Record> = records.iter().filter(|r| r.record_type() == rtype && &r.name == owner).collect();
+    let mut set: Vec<&Record> = records.iter().filter(|r| r.record_type() == rtype && &r.name == owner).collect();
+    // canonical order (RFC 4034 §6.3), so the same RRset served in another order is the same input
+    set.sort();
     let sigs = rrsigs
         .iter()
         .filter(|s| s.input().type_covered == rtype)
         .map(|s| {
             let input = s.input();
-            let problem = verify(zone, owner, s, &set, keys).err();
+            let data = (owner.clone(), s.clone(), set.iter().map(|r| r.data.clone()).collect(), keys.to_vec());
+            let problem = verified.get_or_verify(data, |_| verify(zone, owner, s, &set, keys)).err();
             SigCheck {
                 key_tag: input.key_tag,
                 algorithm: u8::from(input.algorithm),
@@ -318,7 +352,16 @@ mod tests {
             // the records arrive in another order: the canonical order is restored
             let mut reordered = set.clone();
             reordered.reverse();
-            let r = check_rrset(&zone, &zone, RecordType::MX, &reordered, std::slice::from_ref(&sig), &keys, NOW);
+            let r = check_rrset(
+                &zone,
+                &zone,
+                RecordType::MX,
+                &reordered,
+                std::slice::from_ref(&sig),
+                &keys,
+                NOW,
+                &Verified::default(),
+            );
             assert_eq!(r.records, 2, "alg {alg}");
             assert_eq!(r.sigs.len(), 1);
             assert_eq!(r.sigs[0].problem, None, "alg {alg}");
@@ -329,27 +372,81 @@ mod tests {
             // altered RDATA after signing
             let mut altered = set.clone();
             altered[0] = record("signed.test.", RData::MX(MX::new(30, name("mx2.signed.test."))));
-            let r = check_rrset(&zone, &zone, RecordType::MX, &altered, std::slice::from_ref(&sig), &keys, NOW);
+            let r = check_rrset(
+                &zone,
+                &zone,
+                RecordType::MX,
+                &altered,
+                std::slice::from_ref(&sig),
+                &keys,
+                NOW,
+                &Verified::default(),
+            );
             assert!(r.sigs[0].problem.as_deref().unwrap_or("").contains("does not verify"), "alg {alg}: {r:?}");
 
             // the signing key is not in the DNSKEY RRset
-            let r = check_rrset(&zone, &zone, RecordType::MX, &set, std::slice::from_ref(&sig), &keys[..1], NOW);
+            let r = check_rrset(
+                &zone,
+                &zone,
+                RecordType::MX,
+                &set,
+                std::slice::from_ref(&sig),
+                &keys[..1],
+                NOW,
+                &Verified::default(),
+            );
             assert!(r.sigs[0].problem.as_deref().unwrap_or("").contains("no DNSKEY with tag"), "{r:?}");
 
             // another key of the same algorithm (the RSA fixture is one key only)
             if alg != 8 {
                 let other = Key::new(alg, 256);
-                let r =
-                    check_rrset(&zone, &zone, RecordType::MX, &set, std::slice::from_ref(&sig), &[other.dnskey], NOW);
+                let r = check_rrset(
+                    &zone,
+                    &zone,
+                    RecordType::MX,
+                    &set,
+                    std::slice::from_ref(&sig),
+                    &[other.dnskey],
+                    NOW,
+                    &Verified::default(),
+                );
                 assert!(r.sigs[0].problem.is_some());
             }
             // a corrupted signature
             let mut bytes = sig.sig().to_vec();
             bytes[10] ^= 0x01;
             let bad = RRSIG::from_sig(sig.input().clone(), bytes);
-            let r = check_rrset(&zone, &zone, RecordType::MX, &set, &[bad], &keys, NOW);
+            let r = check_rrset(&zone, &zone, RecordType::MX, &set, &[bad], &keys, NOW, &Verified::default());
             assert!(r.sigs[0].problem.as_deref().unwrap_or("").contains("does not verify"), "alg {alg}: {r:?}");
         }
+    }
+
+    #[test]
+    fn remembered_verdicts_never_hide_a_difference() {
+        let zone = name("signed.test.");
+        let zsk = Key::new(13, 256);
+        let keys = vec![zsk.dnskey.clone()];
+        let set = mx_set();
+        let sig = zsk.sign(&zone, &zone, RecordType::MX, &set, 0, u32::MAX);
+        let cache = Verified::default();
+        let check = |records: &[Record], sigs: &[RRSIG], keys: &[DNSKEY]| {
+            check_rrset(&zone, &zone, RecordType::MX, records, sigs, keys, NOW, &cache).sigs[0].problem.is_none()
+        };
+        // the same data from three servers, in any order: verified once, valid each time
+        let mut reversed = set.clone();
+        reversed.reverse();
+        assert!(check(&set, std::slice::from_ref(&sig), &keys));
+        assert!(check(&reversed, std::slice::from_ref(&sig), &keys));
+        assert_eq!(cache.0.lock().map(|m| m.len()).unwrap_or(0), 1);
+        // another server's altered data, or a corrupted signature, or other keys: judged afresh
+        let mut altered = set.clone();
+        altered[1] = record("signed.test.", RData::MX(MX::new(11, name("mx.signed.test."))));
+        assert!(!check(&altered, std::slice::from_ref(&sig), &keys));
+        let mut bytes = sig.sig().to_vec();
+        bytes[5] ^= 0x80;
+        assert!(!check(&set, &[RRSIG::from_sig(sig.input().clone(), bytes)], &keys));
+        assert!(!check(&set, std::slice::from_ref(&sig), &[Key::new(13, 256).dnskey]));
+        assert!(check(&set, std::slice::from_ref(&sig), &keys));
     }
 
     #[test]
@@ -358,11 +455,20 @@ mod tests {
         let zsk = Key::new(13, 256);
         let set = mx_set();
         let sig = zsk.sign(&name("other.test."), &zone, RecordType::MX, &set, 0, u32::MAX);
-        let r = check_rrset(&zone, &zone, RecordType::MX, &set, &[sig], std::slice::from_ref(&zsk.dnskey), NOW);
+        let r = check_rrset(
+            &zone,
+            &zone,
+            RecordType::MX,
+            &set,
+            &[sig],
+            std::slice::from_ref(&zsk.dnskey),
+            NOW,
+            &Verified::default(),
+        );
         assert!(r.sigs[0].problem.as_deref().unwrap_or("").contains("signer"), "{r:?}");
         // RRSIGs over other types are not this RRset's
         let sig = zsk.sign(&zone, &zone, RecordType::MX, &set, 0, u32::MAX);
-        let r = check_rrset(&zone, &zone, RecordType::A, &set, &[sig], &[zsk.dnskey], NOW);
+        let r = check_rrset(&zone, &zone, RecordType::A, &set, &[sig], &[zsk.dnskey], NOW, &Verified::default());
         assert!(r.sigs.is_empty());
         assert_eq!(r.records, 0);
     }
@@ -393,14 +499,31 @@ mod tests {
             // key material of the wrong length or shape, under the signature's own tag
             for bytes in [vec![], vec![0u8; 3], vec![0xffu8; 600]] {
                 let junk = DNSKEY::with_flags(256, PublicKeyBuf::new(bytes, Algorithm::from_u8(alg)));
-                let r = check_rrset(&zone, &zone, RecordType::MX, &set, std::slice::from_ref(&good), &[junk], NOW);
+                let r = check_rrset(
+                    &zone,
+                    &zone,
+                    RecordType::MX,
+                    &set,
+                    std::slice::from_ref(&good),
+                    &[junk],
+                    NOW,
+                    &Verified::default(),
+                );
                 assert!(r.sigs[0].problem.is_some(), "alg {alg}");
             }
             // a signature of the wrong length for the key
             for sig in [vec![], vec![1u8; 1], vec![2u8; 4096]] {
                 let bad = RRSIG::from_sig(good.input().clone(), sig);
-                let r =
-                    check_rrset(&zone, &zone, RecordType::MX, &set, &[bad], std::slice::from_ref(&real.dnskey), NOW);
+                let r = check_rrset(
+                    &zone,
+                    &zone,
+                    RecordType::MX,
+                    &set,
+                    &[bad],
+                    std::slice::from_ref(&real.dnskey),
+                    NOW,
+                    &Verified::default(),
+                );
                 assert!(r.sigs[0].problem.is_some(), "alg {alg}");
             }
         }

@@ -1,6 +1,8 @@
 //! The DNSSEC part of a round: the DS RRset from the parent's servers (RD=0), and from
 //! each server that answered SOA authoritatively the DNSKEY RRset and the covered
-//! RRsets with their RRSIGs (RD=0, DO bit, RFC 3225; TCP on truncation). What they
+//! RRsets with their RRSIGs (RD=0, DO bit, RFC 3225; TCP on truncation). The round's
+//! own SOA, NS, MX, A and AAAA answers already carry the RRSIGs (every authoritative
+//! query has the DO bit) and are reused; DNSKEY and the domain's TXT are asked here. What they
 //! served is verified at once by the pure [`super::dnssec`] and kept as plain data in
 //! [`Dnssec`], so the checks need no keys, records or clock.
 //!
@@ -8,7 +10,7 @@
 //! and TXT at the domain. A server of a zone the parent has no DS for and that serves
 //! no DNSKEY is asked nothing more: an unsigned zone costs one query per server.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -19,7 +21,7 @@ use hickory_proto::dnssec::rdata::{DNSKEY, DNSSECRData, DS, RRSIG};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
-use super::dnssec::{DsInfo, KeyInfo, RrsetSigs, check_rrset, ds_matches, owner_text};
+use super::dnssec::{DsInfo, KeyInfo, RrsetSigs, Verified, check_rrset, ds_matches, owner_text};
 use super::probe::{Failure, Prober, Response};
 use super::snapshot::{Dnssec, Lookup, ServerDnssec, Snapshot};
 
@@ -113,12 +115,30 @@ fn verified(
     records: &[Record],
     keys: &[DNSKEY],
     now: i64,
+    cache: &Verified,
 ) -> Option<RrsetSigs> {
     let sigs: Vec<RRSIG> = rrsigs_at(records, owner).cloned().collect();
-    Some(check_rrset(zone, owner, rtype, records, &sigs, keys, now)).filter(|c| c.records > 0)
+    Some(check_rrset(zone, owner, rtype, records, &sigs, keys, now, cache)).filter(|c| c.records > 0)
 }
 
-async fn ask(prober: &Prober, addr: SocketAddr, zone: &Name, domain: &Name, ds: &[DS], now: i64) -> Served {
+/// What the round's own per-server questions brought back, as sent: owner, type, and
+/// the answer section or why there was no usable answer (the round asks with the DO
+/// bit, so a signed zone's answers carry their RRSIGs).
+pub type ServedSets = Vec<(Name, RecordType, Result<Vec<Record>, String>)>;
+
+/// The DNSKEY RRset and the covered RRsets of one address, verified: `sets` are the
+/// round's SOA, NS, MX, A and AAAA answers from it; DNSKEY and the domain's TXT are
+/// asked here. (The zone, the domain, the parent's DS, the round's time and the
+/// zone's verdict cache.)
+async fn ask(
+    prober: &Prober,
+    addr: SocketAddr,
+    (zone, domain): (&Name, &Name),
+    sets: ServedSets,
+    ds: &[DS],
+    now: i64,
+    cache: &Verified,
+) -> Served {
     let keys_resp = usable(prober.query_dnssec(addr, zone, RecordType::DNSKEY).await);
     let keys = keys_resp.as_ref().map(|resp| dnskeys_at(&resp.answers, zone)).unwrap_or_default();
     let mut out = Served {
@@ -132,29 +152,14 @@ async fn ask(prober: &Prober, addr: SocketAddr, zone: &Name, domain: &Name, ds: 
         return out;
     }
     if let Ok(resp) = keys_resp {
-        out.rrsets.extend(verified(zone, zone, RecordType::DNSKEY, &resp.answers, &keys, now));
+        out.rrsets.extend(verified(zone, zone, RecordType::DNSKEY, &resp.answers, &keys, now, cache));
     }
-    let asks = [
-        (zone, RecordType::SOA),
-        (zone, RecordType::NS),
-        (domain, RecordType::MX),
-        (domain, RecordType::A),
-        (domain, RecordType::AAAA),
-        (domain, RecordType::TXT),
-    ];
-    // each answer is verified as it arrives and only the verdicts are kept
-    let keys = &keys;
-    let checked = join_all(asks.iter().map(|&(n, t)| async move {
-        match usable(prober.query_dnssec(addr, n, t).await) {
-            Ok(resp) => Ok(verified(zone, n, t, &resp.answers, keys, now)),
-            Err(e) => Err(format!("{t} {n}: {e}")),
-        }
-    }))
-    .await;
-    for c in checked {
-        match c {
-            Ok(set) => out.rrsets.extend(set),
-            Err(e) => out.errors.push(e),
+    let txt = usable(prober.query_dnssec(addr, domain, RecordType::TXT).await).map(|resp| resp.answers);
+    let all = sets.into_iter().chain([(domain.clone(), RecordType::TXT, txt)]);
+    for (n, t, answers) in all {
+        match answers {
+            Ok(records) => out.rrsets.extend(verified(zone, &n, t, &records, &keys, now, cache)),
+            Err(e) => out.errors.push(format!("{t} {n}: {e}")),
         }
     }
     // one allocation for each owner name, shared by its RRsets
@@ -180,15 +185,18 @@ pub async fn gather(
     expiry_warning: Duration,
     parents: &[(String, IpAddr)],
     snap: &Snapshot,
+    mut answers: HashMap<IpAddr, ServedSets>,
 ) -> Option<Dnssec> {
     let zone_s = snap.zone.as_ref()?;
     let (Ok(zone), Ok(domain)) = (fqdn(zone_s), fqdn(&snap.domain)) else { return None };
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
     let (ds_info, ds) = ds_lookup(prober, parents, port, &zone).await;
     let addresses: BTreeSet<IpAddr> = snap.up().map(|s| s.address).collect();
+    let cache = Verified::default();
     let asks = addresses.iter().map(|&a| {
-        let (zone, domain, ds) = (&zone, &domain, &ds);
-        async move { (a, ask(prober, SocketAddr::new(a, port), zone, domain, ds, now).await) }
+        let (zone, domain, ds, cache) = (&zone, &domain, &ds, &cache);
+        let sets = answers.remove(&a).unwrap_or_default();
+        async move { (a, ask(prober, SocketAddr::new(a, port), (zone, domain), sets, ds, now, cache).await) }
     });
     let mut served: BTreeMap<IpAddr, Served> = join_all(asks).await.into_iter().collect();
     // an address usually has one name: its data moves; shared addresses get copies

@@ -1,7 +1,9 @@
 //! The probe: one query to one server, nothing more.
 //!
 //! A query goes out over UDP with EDNS (1232-byte payload, the DNS flag day 2020
-//! value), RD set only when asking a recursive resolver. A truncated answer (TC=1) is
+//! value), RD set only when asking a recursive resolver; queries to authoritative
+//! servers (RD=0) carry the DO bit (RFC 3225), so signed zones come with their RRSIGs.
+//! A truncated answer (TC=1) is
 //! asked again over TCP. The answer is kept as the server sent it — rcode, AA flag and
 //! all three sections — because the checks need exactly what a caching resolver hides
 //! (REFUSED, missing AA, referrals). Replies with the wrong id or question are ignored,
@@ -217,6 +219,9 @@ pub fn build_query(name: &Name, rtype: RecordType, recursion: bool) -> Message {
     msg.metadata.recursion_desired = recursion;
     let mut edns = Edns::new();
     edns.set_max_payload(EDNS_PAYLOAD);
+    // authoritative servers are always asked with DO (RFC 3225), so one answer serves
+    // both the consistency checks and the DNSSEC ones
+    edns.set_dnssec_ok(!recursion);
     msg.set_edns(edns);
     msg
 }

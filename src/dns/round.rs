@@ -86,6 +86,9 @@ struct Answers {
     txt: BTreeMap<String, Option<Vec<String>>>,
     txt_cname: BTreeMap<String, String>,
     failures: BTreeMap<String, String>,
+    /// The SOA, NS, MX, A and AAAA answers as sent (with the RRSIGs the DO bit
+    /// brings), for [`super::dnssec_round`]; taken when the DNSSEC part runs.
+    signed_sets: super::dnssec_round::ServedSets,
 }
 
 fn records_at<'a>(resp: &'a Response, at: &'a str) -> impl Iterator<Item = &'a RData> + 'a {
@@ -127,6 +130,7 @@ async fn ask_server(prober: &Prober, addr: SocketAddr, zone: &str, domain: &str,
             txt: BTreeMap::new(),
             txt_cname: BTreeMap::new(),
             failures: BTreeMap::new(),
+            signed_sets: Vec::new(),
         };
     };
     let txt_queries = txt_names.iter().map(|rel| {
@@ -162,6 +166,27 @@ async fn ask_server(prober: &Prober, addr: SocketAddr, zone: &str, domain: &str,
         prober.query(addr, &domain_n, RecordType::AAAA, false),
         join_all(txt_queries),
     );
+    // kept as sent for the DNSSEC part
+    let sets = [(&zone_n, RecordType::SOA, &soa), (&zone_n, RecordType::NS, &ns)];
+    let sets = sets.into_iter().chain([
+        (&domain_n, RecordType::MX, &mx),
+        (&domain_n, RecordType::A, &a),
+        (&domain_n, RecordType::AAAA, &aaaa),
+    ]);
+    let signed_sets = sets
+        .map(|(n, t, r)| {
+            let kept = match r {
+                Ok(resp) if usable(r).is_some() => Ok(resp.answers.clone()),
+                Ok(resp) => Err(format!(
+                    "answered {}{}",
+                    rcode_text(resp.rcode),
+                    if resp.authoritative { "" } else { " without AA" }
+                )),
+                Err(e) => Err(e.to_string()),
+            };
+            (n.clone(), t, kept)
+        })
+        .collect();
     let (standing, rtt, soa_data) = match &soa {
         Err(e) => (Standing::Unreachable { error: e.to_string() }, None, None),
         Ok(resp) => {
@@ -246,7 +271,7 @@ async fn ask_server(prober: &Prober, addr: SocketAddr, zone: &str, domain: &str,
     };
     let txt_cname = txts.iter().filter_map(|(n, _, c, _)| c.clone().map(|c| (n.clone(), c))).collect();
     let txt = txts.into_iter().map(|(n, v, _, _)| (n, v)).collect();
-    Answers { standing, rtt, soa: soa_data, ns, mx, apex, txt, txt_cname, failures }
+    Answers { standing, rtt, soa: soa_data, ns, mx, apex, txt, txt_cname, failures, signed_sets }
 }
 
 /// The parent's referral for `zone`, from the first parent server that gives one.
@@ -671,7 +696,9 @@ pub async fn snapshot_with(prober: &Prober, rec: &Recursive, settings: &Settings
         .collect();
     let lookups = exchanges.iter().map(|e| async move { (e.clone(), lookup_host(resolvers, e).await) });
     // and, at the same time, DNSSEC: DS from the parent, DNSKEY and RRSIGs per server
-    let dnssec = super::dnssec_round::gather(prober, settings.port, settings.dnssec_expiry_warning, &parents, &snap);
+    let served = asked.iter_mut().map(|(a, ans)| (*a, std::mem::take(&mut ans.signed_sets))).collect();
+    let dnssec =
+        super::dnssec_round::gather(prober, settings.port, settings.dnssec_expiry_warning, &parents, &snap, served);
     let (mx_hosts, dnssec) = tokio::join!(join_all(lookups), dnssec);
     snap.mx_hosts = mx_hosts.into_iter().collect();
     snap.dnssec = dnssec;
