@@ -24,7 +24,6 @@ use super::round::{Settings, snapshot_with_deadline};
 use super::snapshot::{Snapshot, Standing, list};
 use crate::config::DomainConfig;
 use crate::maillog::processor::MailState;
-use crate::status::esc;
 
 /// One domain's result in one round.
 #[derive(Debug, Clone, Serialize)]
@@ -284,78 +283,6 @@ pub fn diagnosis(domain: &str, r: Option<&DomainResult>, per_host: &[(String, u6
         }
     }
     Some(text)
-}
-
-/// The DNS part of the status page.
-pub fn html_section(doc: &serde_json::Value) -> String {
-    let mut h = String::new();
-    let Some(domains) = doc.get("domains").and_then(|d| d.as_array()) else { return h };
-    if domains.is_empty() {
-        return h;
-    }
-    h.push_str("<h2>Domains</h2>");
-    for d in domains {
-        let name = d["domain"].as_str().unwrap_or("");
-        let _ = write!(h, "<h3>{}</h3>", esc(name));
-        if let Some(diag) = d["diagnosis"].as_str() {
-            let _ = write!(h, "<p class=\"diag\"><b>Diagnosis:</b> {}</p>", esc(diag));
-        }
-        if !d["checked"].as_bool().unwrap_or(false) {
-            h.push_str("<p>Not checked yet.</p>");
-            continue;
-        }
-        if let Some(e) = d["error"].as_str() {
-            let _ = write!(h, "<p class=\"fail\">The last round did not finish: {}</p>", esc(e));
-        }
-        let failing = d["failing_checks"].as_array().cloned().unwrap_or_default();
-        if failing.is_empty() {
-            let _ = write!(h, "<p class=\"ok\">All {} evaluated checks pass.</p>", d["checks_evaluated"]);
-        } else {
-            h.push_str("<table><tr><th>Failing check</th><th>Severity</th><th>What is wrong</th></tr>");
-            for c in &failing {
-                let _ = write!(
-                    h,
-                    "<tr><td class=\"fail\">{}</td><td>{}</td><td>{}</td></tr>",
-                    esc(c["check"].as_str().unwrap_or("")),
-                    esc(c["severity"].as_str().unwrap_or("")),
-                    esc(c["message"].as_str().unwrap_or(""))
-                );
-            }
-            h.push_str("</table>");
-        }
-        let servers = d["servers"].as_array().cloned().unwrap_or_default();
-        if !servers.is_empty() {
-            h.push_str("<table><tr><th>Server</th><th>Address</th><th>Status</th><th>SOA serial</th><th>MNAME</th><th>RTT</th></tr>");
-            for s in &servers {
-                let rtt = s["rtt_seconds"].as_f64().map_or(String::new(), |r| format!("{:.1} ms", r * 1000.0));
-                let status = match s["detail"].as_str() {
-                    Some(x) if !x.is_empty() => format!("{}: {x}", s["status"].as_str().unwrap_or("")),
-                    _ => s["status"].as_str().unwrap_or("").to_string(),
-                };
-                let _ = write!(
-                    h,
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    esc(s["name"].as_str().unwrap_or("")),
-                    esc(s["address"].as_str().unwrap_or("")),
-                    esc(&status),
-                    s["soa_serial"].as_u64().map_or(String::new(), |x| x.to_string()),
-                    esc(s["mname"].as_str().unwrap_or("")),
-                    rtt
-                );
-            }
-            h.push_str("</table>");
-        }
-        let mx: Vec<String> = d["mx"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
-            .unwrap_or_default();
-        let apex: Vec<String> = d["apex_addresses"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
-            .unwrap_or_default();
-        let _ = write!(h, "<p>MX: {}. Apex addresses: {}.</p>", esc(&list(mx.iter())), esc(&list(apex.iter())));
-    }
-    h
 }
 
 /// Renders the latest results as metrics at scrape time (SPEC §5.2).
