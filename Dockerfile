@@ -30,8 +30,14 @@ RUN mkdir -p src \
 # The sources, and the status page template that askama compiles into the binary.
 # If the crate gains other include_str!/include_bytes! of files outside src/, add a
 # COPY line for them here.
+COPY build.rs ./
 COPY src ./src
 COPY templates ./templates
+
+# The image build has no .git: the revision comes from the build argument (build.rs
+# reads MAILROUTE_REVISION) and ends up in mailroute_build_info{revision}.
+ARG REVISION=unknown
+ENV MAILROUTE_REVISION=${REVISION}
 
 # Exactly the command CI uses, so that the image and CI build the same thing.
 RUN cargo build --release --locked
