@@ -36,6 +36,18 @@ pub async fn bind(addr: &ListenAddress) -> std::io::Result<TcpListener> {
 }
 
 /// How DNS rounds reach the servers: configured resolvers or `/etc/resolv.conf`.
+/// The prober of a running exporter: its concurrency, timeout, query counters and
+/// the per-server rate limit shared by rounds and probes.
+pub fn dns_prober(config: &Config, metrics: &Metrics) -> Prober {
+    Prober::new(config.dns.concurrency, config.dns.timeout, Some(metrics.dns_queries.clone()))
+        .with_max_qps(config.dns.max_qps_per_server)
+}
+
+/// What `/probe` may check and how long it reuses a result.
+pub fn probe_settings(config: &Config) -> crate::dns::state::ProbeSettings {
+    crate::dns::state::ProbeSettings { allow: config.dns.probe_allow.clone(), cache_age: config.dns.probe_cache_age }
+}
+
 pub fn dns_settings(config: &Config) -> Settings {
     let resolvers = if config.dns.resolvers.is_empty() { system_resolvers() } else { config.dns.resolvers.clone() };
     Settings { resolvers, port: config.dns.port, smtp_probe_port: config.dns.smtp_probe_port }
@@ -164,8 +176,13 @@ impl Reloader {
         for d in old_domains.difference(&new_domains) {
             changes.push(format!("-domain {d}"));
         }
-        let prober = Prober::new(new.dns.concurrency, new.dns.timeout, Some(app.metrics.dns_queries.clone()));
-        app.dns.reconfigure(new.dns.domains.clone(), new.dns.interval, prober, dns_settings(&new));
+        app.dns.set_probe_settings(probe_settings(&new));
+        app.dns.reconfigure(
+            new.dns.domains.clone(),
+            new.dns.interval,
+            dns_prober(&new, &app.metrics),
+            dns_settings(&new),
+        );
         app.metrics.dns_interval.set(new.dns.interval.as_secs_f64());
 
         app.auth.set_users(new.web.basic_auth.clone());
@@ -187,10 +204,8 @@ pub async fn run(config: Config, path: Option<PathBuf>, overrides: Overrides) ->
     metrics.dns_interval.set(config.dns.interval.as_secs_f64());
     metrics.config_last_reload_successful.set(1);
     metrics.config_last_reload_success.set(now());
-    dns.set_engine(
-        Prober::new(config.dns.concurrency, config.dns.timeout, Some(metrics.dns_queries.clone())),
-        dns_settings(&config),
-    );
+    dns.set_engine(dns_prober(&config, &metrics), dns_settings(&config));
+    dns.set_probe_settings(probe_settings(&config));
     let mail = Arc::new(MailState::new(
         metrics.clone(),
         config.maillog.max_hosts,

@@ -17,6 +17,7 @@ pub mod records;
 pub mod round;
 pub mod snapshot;
 pub mod state;
+pub mod targets;
 
 pub use state::DnsState;
 

@@ -19,9 +19,10 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use serde::Serialize;
 
 use super::checks::{self, CheckResult, Severity};
-use super::probe::Prober;
+use super::probe::{LookupCache, Prober};
 use super::round::{Settings, snapshot_with_deadline};
 use super::snapshot::{Snapshot, Standing, list};
+use super::targets::{ProbeCache, ProbeOutcome, ProbeRequest, Source};
 use crate::config::DomainConfig;
 use crate::maillog::processor::MailState;
 
@@ -90,13 +91,15 @@ async fn round_one(
     (d.name, result)
 }
 
-/// Runs one round for every domain, a bounded number at a time.
+/// Runs one round for every domain, a bounded number at a time. Resolver answers
+/// are shared by the round's domains (one [`LookupCache`] per round).
 pub async fn run_round(
     prober: &Prober,
     settings: &Settings,
     domains: &[DomainConfig],
     deadline: Duration,
 ) -> BTreeMap<String, DomainResult> {
+    let prober = &prober.with_cache(Arc::new(LookupCache::default()));
     let work = domains.iter().cloned().map(|d| round_one(prober, settings, d, deadline));
     // a bounded number of domains in flight keeps memory flat for large configurations;
     // the prober's semaphore bounds the queries themselves
@@ -115,6 +118,19 @@ pub struct DnsState {
     engine: RwLock<Option<(Prober, Settings)>>,
     /// Wakes the scheduler for an early round (after a reload).
     wake: tokio::sync::Notify,
+    /// `/probe`: who may be probed and how long a result is reused.
+    probe_settings: RwLock<ProbeSettings>,
+    /// `/probe` rounds running or recent.
+    probes: ProbeCache,
+    /// Resolver answers shared by the probes of one cache period.
+    probe_lookups: std::sync::Mutex<(Instant, Arc<LookupCache>)>,
+}
+
+/// The `[dns]` settings of `/probe`.
+#[derive(Debug, Clone, Default)]
+pub struct ProbeSettings {
+    pub allow: Vec<String>,
+    pub cache_age: Duration,
 }
 
 impl DnsState {
@@ -127,7 +143,83 @@ impl DnsState {
             interval: RwLock::new(interval),
             engine: RwLock::new(None),
             wake: tokio::sync::Notify::new(),
+            probe_settings: RwLock::new(ProbeSettings::default()),
+            probes: ProbeCache::default(),
+            probe_lookups: std::sync::Mutex::new((Instant::now(), Arc::new(LookupCache::default()))),
         }
+    }
+
+    /// Sets who `/probe` may check and how long its results are reused.
+    pub fn set_probe_settings(&self, settings: ProbeSettings) {
+        if let Ok(mut p) = self.probe_settings.write() {
+            *p = settings;
+        }
+    }
+
+    pub fn probe_settings(&self) -> ProbeSettings {
+        self.probe_settings.read().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    /// The deadline of a configured domain's round: the longest a probe may take.
+    pub fn longest_deadline(&self) -> Duration {
+        let timeout = self.engine().map_or(Duration::from_secs(2), |(p, _)| p.timeout());
+        round_deadline(timeout, self.interval())
+    }
+
+    /// Runs (or joins, or reuses) the round for a `/probe` request. The answer
+    /// comes within `deadline` (plus a little): a round that is not done by then,
+    /// or an exporter with no DNS engine, gives a result with an error, which the
+    /// metrics show as `round_success` 0.
+    pub async fn probe(&self, req: &ProbeRequest, deadline: Duration) -> (ProbeOutcome, Source) {
+        let failed = |error: String| -> ProbeOutcome {
+            let r = DomainResult {
+                domain: req.target.clone(),
+                snapshot: None,
+                checks: Vec::new(),
+                error: Some(error),
+                finished_at: None,
+                duration_seconds: 0.0,
+            };
+            Arc::new(BTreeMap::from([(req.target.clone(), r)]))
+        };
+        let Some((prober, settings)) = self.engine() else {
+            return (failed("the DNS engine is not running".to_string()), Source::Started);
+        };
+        let age = self.probe_settings().cache_age;
+        let lookups = self.probe_lookups(age.max(Duration::from_secs(1)));
+        let configured = self.domains().into_iter().find(|d| d.name == req.target);
+        let config = super::targets::probe_config(req, configured.as_ref());
+        let started = Instant::now();
+        let (round, source) = self.probes.get_or_start(req, age, move || {
+            Box::pin(async move {
+                let prober = prober.with_cache(lookups);
+                let (name, r) = round_one(&prober, &settings, config, deadline).await;
+                Arc::new(BTreeMap::from([(name, r)]))
+            })
+        });
+        // a round another probe started may have a longer deadline than ours
+        match tokio::time::timeout(deadline + Duration::from_millis(100), round).await {
+            Ok(outcome) if !outcome.is_empty() => (outcome, source),
+            Ok(_) => (failed("the round ended abnormally".to_string()), source),
+            Err(_) => (
+                failed(format!(
+                    "deadline of {:.1}s reached (X-Prometheus-Scrape-Timeout-Seconds minus {:.1}s) after {:.1}s",
+                    deadline.as_secs_f64(),
+                    super::targets::DEADLINE_MARGIN.as_secs_f64(),
+                    started.elapsed().as_secs_f64()
+                )),
+                source,
+            ),
+        }
+    }
+
+    /// The resolver answers shared by probes, renewed every `period`.
+    fn probe_lookups(&self, period: Duration) -> Arc<LookupCache> {
+        let Ok(mut g) = self.probe_lookups.lock() else { return Arc::new(LookupCache::default()) };
+        if g.0.elapsed() >= period {
+            *g = (Instant::now(), Arc::new(LookupCache::default()));
+        }
+        g.1.clone()
     }
 
     /// Sets how rounds reach the servers.
@@ -315,145 +407,160 @@ fn family<'a>(
 }
 
 impl Collector for DnsCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let results = self.state.results();
-        if results.is_empty() {
-            return Ok(());
-        }
-        let r = &*results;
-        let mut addr = String::with_capacity(48);
-        family(
-            &mut encoder,
-            "mailroute_dns_check_failed",
-            "1 when the check fails, 0 when it passes, for every check evaluated in the last round",
-            r,
-            |d, r, emit| {
-                for c in &r.checks {
-                    emit(
-                        &[("domain", d), ("check", c.check), ("severity", c.severity.as_str())],
-                        if c.failed { 1.0 } else { 0.0 },
-                    )?;
-                }
-                Ok(())
-            },
-        )?;
-        let servers = |name: &'static str,
-                       help: &'static str,
-                       value: fn(&super::snapshot::Server, Option<u32>) -> Option<f64>,
-                       encoder: &mut DescriptorEncoder,
-                       addr: &mut String| {
-            family(encoder, name, help, r, |d, r, emit| {
-                let Some(s) = &r.snapshot else { return Ok(()) };
-                let serials: Vec<u32> = s.up().filter_map(|x| x.soa.as_ref().map(|soa| soa.serial)).collect();
-                let top = checks::soa::highest_serial(&serials);
-                for x in &s.servers {
-                    let Some(v) = value(x, top) else { continue };
-                    addr.clear();
-                    let _ = write!(addr, "{}", x.address);
-                    emit(&[("domain", d), ("nameserver", x.name.as_str()), ("address", addr.as_str())], v)?;
-                }
-                Ok(())
-            })
-        };
-        servers(
-            "mailroute_dns_nameserver_up",
-            "1 when the server answered the SOA query authoritatively (AA, NOERROR)",
-            |x, _| Some(if x.is_up() { 1.0 } else { 0.0 }),
-            &mut encoder,
-            &mut addr,
-        )?;
-        servers(
-            "mailroute_dns_nameserver_rtt_seconds",
-            "Round-trip time of the SOA query",
-            |x, _| x.rtt_seconds,
-            &mut encoder,
-            &mut addr,
-        )?;
-        servers(
-            "mailroute_dns_soa_serial",
-            "SOA serial served",
-            |x, _| x.soa.as_ref().filter(|_| x.is_up()).map(|s| f64::from(s.serial)),
-            &mut encoder,
-            &mut addr,
-        )?;
-        servers(
-            "mailroute_dns_soa_serial_behind",
-            "RFC 1982 distance below the highest serial seen (0 = in sync)",
-            |x, top| {
-                let (soa, top) = (x.soa.as_ref().filter(|_| x.is_up())?, top?);
-                Some(f64::from(checks::soa::serial_behind(top, soa.serial)))
-            },
-            &mut encoder,
-            &mut addr,
-        )?;
-        let mut pref = String::with_capacity(8);
-        family(
-            &mut encoder,
-            "mailroute_dns_mx_info",
-            "MX records served (union over the servers)",
-            r,
-            |d, r, emit| {
-                let Some(s) = &r.snapshot else { return Ok(()) };
-                for m in s.mx_union() {
-                    pref.clear();
-                    let _ = write!(pref, "{}", m.preference);
-                    emit(&[("domain", d), ("exchange", m.exchange.as_str()), ("preference", pref.as_str())], 1.0)?;
-                }
-                Ok(())
-            },
-        )?;
-        family(
-            &mut encoder,
-            "mailroute_dns_apex_address_info",
-            "Apex A/AAAA addresses, and whether an MX exchange has the same address",
-            r,
-            |d, r, emit| {
-                let Some(s) = &r.snapshot else { return Ok(()) };
-                let mx = s.mx_addresses();
-                for a in s.apex_union() {
-                    addr.clear();
-                    let _ = write!(addr, "{a}");
-                    emit(
-                        &[
-                            ("domain", d),
-                            ("address", addr.as_str()),
-                            ("served_by_mx", if mx.contains(&a) { "true" } else { "false" }),
-                        ],
-                        1.0,
-                    )?;
-                }
-                Ok(())
-            },
-        )?;
-        family(
-            &mut encoder,
-            "mailroute_dns_spf_lookups",
-            "DNS-querying terms an evaluation of the domain's SPF policy needs (RFC 7208 section 4.6.4 allows 10)",
-            r,
-            |d, r, emit| match r.snapshot.as_ref().and_then(checks::spf::lookup_count) {
-                Some(n) => emit(&[("domain", d)], n as f64),
-                None => Ok(()),
-            },
-        )?;
-        family(
-            &mut encoder,
-            "mailroute_dns_last_check_timestamp_seconds",
-            "Unix time at which the last complete round for the domain ended",
-            r,
-            |d, r, emit| match r.finished_at {
-                Some(t) => emit(&[("domain", d)], t),
-                None => Ok(()),
-            },
-        )?;
-        family(
-            &mut encoder,
-            "mailroute_dns_check_duration_seconds",
-            "Duration of the last round for the domain",
-            r,
-            |d, r, emit| emit(&[("domain", d)], r.duration_seconds),
-        )?;
-        Ok(())
+    fn encode(&self, encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        encode_results(&self.state.results(), encoder)
     }
+}
+
+/// Renders one `/probe` round's result: the same families as [`DnsCollector`].
+#[derive(Debug)]
+pub struct ProbeCollector(pub ProbeOutcome);
+
+impl Collector for ProbeCollector {
+    fn encode(&self, encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        encode_results(&self.0, encoder)
+    }
+}
+
+/// The DNS metric families (SPEC §5.2, §7.3) of a set of results: the static
+/// configuration's latest round, or one `/probe` round.
+pub fn encode_results(r: &BTreeMap<String, DomainResult>, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+    if r.is_empty() {
+        return Ok(());
+    }
+    family(
+        &mut encoder,
+        "mailroute_dns_round_success",
+        "1 when the last round for the domain finished and judged it, 0 when a lookup it needed failed or the deadline cut it",
+        r,
+        |d, r, emit| emit(&[("domain", d)], if r.snapshot.is_some() && r.error.is_none() { 1.0 } else { 0.0 }),
+    )?;
+    let mut addr = String::with_capacity(48);
+    family(
+        &mut encoder,
+        "mailroute_dns_check_failed",
+        "1 when the check fails, 0 when it passes, for every check evaluated in the last round",
+        r,
+        |d, r, emit| {
+            for c in &r.checks {
+                emit(
+                    &[("domain", d), ("check", c.check), ("severity", c.severity.as_str())],
+                    if c.failed { 1.0 } else { 0.0 },
+                )?;
+            }
+            Ok(())
+        },
+    )?;
+    let servers = |name: &'static str,
+                   help: &'static str,
+                   value: fn(&super::snapshot::Server, Option<u32>) -> Option<f64>,
+                   encoder: &mut DescriptorEncoder,
+                   addr: &mut String| {
+        family(encoder, name, help, r, |d, r, emit| {
+            let Some(s) = &r.snapshot else { return Ok(()) };
+            let serials: Vec<u32> = s.up().filter_map(|x| x.soa.as_ref().map(|soa| soa.serial)).collect();
+            let top = checks::soa::highest_serial(&serials);
+            for x in &s.servers {
+                let Some(v) = value(x, top) else { continue };
+                addr.clear();
+                let _ = write!(addr, "{}", x.address);
+                emit(&[("domain", d), ("nameserver", x.name.as_str()), ("address", addr.as_str())], v)?;
+            }
+            Ok(())
+        })
+    };
+    servers(
+        "mailroute_dns_nameserver_up",
+        "1 when the server answered the SOA query authoritatively (AA, NOERROR)",
+        |x, _| Some(if x.is_up() { 1.0 } else { 0.0 }),
+        &mut encoder,
+        &mut addr,
+    )?;
+    servers(
+        "mailroute_dns_nameserver_rtt_seconds",
+        "Round-trip time of the SOA query",
+        |x, _| x.rtt_seconds,
+        &mut encoder,
+        &mut addr,
+    )?;
+    servers(
+        "mailroute_dns_soa_serial",
+        "SOA serial served",
+        |x, _| x.soa.as_ref().filter(|_| x.is_up()).map(|s| f64::from(s.serial)),
+        &mut encoder,
+        &mut addr,
+    )?;
+    servers(
+        "mailroute_dns_soa_serial_behind",
+        "RFC 1982 distance below the highest serial seen (0 = in sync)",
+        |x, top| {
+            let (soa, top) = (x.soa.as_ref().filter(|_| x.is_up())?, top?);
+            Some(f64::from(checks::soa::serial_behind(top, soa.serial)))
+        },
+        &mut encoder,
+        &mut addr,
+    )?;
+    let mut pref = String::with_capacity(8);
+    family(&mut encoder, "mailroute_dns_mx_info", "MX records served (union over the servers)", r, |d, r, emit| {
+        let Some(s) = &r.snapshot else { return Ok(()) };
+        for m in s.mx_union() {
+            pref.clear();
+            let _ = write!(pref, "{}", m.preference);
+            emit(&[("domain", d), ("exchange", m.exchange.as_str()), ("preference", pref.as_str())], 1.0)?;
+        }
+        Ok(())
+    })?;
+    family(
+        &mut encoder,
+        "mailroute_dns_apex_address_info",
+        "Apex A/AAAA addresses, and whether an MX exchange has the same address",
+        r,
+        |d, r, emit| {
+            let Some(s) = &r.snapshot else { return Ok(()) };
+            let mx = s.mx_addresses();
+            for a in s.apex_union() {
+                addr.clear();
+                let _ = write!(addr, "{a}");
+                emit(
+                    &[
+                        ("domain", d),
+                        ("address", addr.as_str()),
+                        ("served_by_mx", if mx.contains(&a) { "true" } else { "false" }),
+                    ],
+                    1.0,
+                )?;
+            }
+            Ok(())
+        },
+    )?;
+    family(
+        &mut encoder,
+        "mailroute_dns_spf_lookups",
+        "DNS-querying terms an evaluation of the domain's SPF policy needs (RFC 7208 section 4.6.4 allows 10)",
+        r,
+        |d, r, emit| match r.snapshot.as_ref().and_then(checks::spf::lookup_count) {
+            Some(n) => emit(&[("domain", d)], n as f64),
+            None => Ok(()),
+        },
+    )?;
+    family(
+        &mut encoder,
+        "mailroute_dns_last_check_timestamp_seconds",
+        "Unix time at which the last complete round for the domain ended",
+        r,
+        |d, r, emit| match r.finished_at {
+            Some(t) => emit(&[("domain", d)], t),
+            None => Ok(()),
+        },
+    )?;
+    family(
+        &mut encoder,
+        "mailroute_dns_check_duration_seconds",
+        "Duration of the last round for the domain",
+        r,
+        |d, r, emit| emit(&[("domain", d)], r.duration_seconds),
+    )?;
+    Ok(())
 }
 
 /// Runs rounds forever: one at start, then every interval with up to 10 % jitter,
