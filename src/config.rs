@@ -506,7 +506,12 @@ impl Config {
         let paths_defaulted = m.paths.is_none() && m.journal != Some(true) && m.syslog_listen.is_empty();
         let paths = match m.paths {
             Some(p) => {
-                if p.get_ref().is_empty() && m.journal != Some(true) && m.syslog_listen.is_empty() {
+                // a /probe replica (probe_allow set) may have no mail log at all
+                if p.get_ref().is_empty()
+                    && m.journal != Some(true)
+                    && m.syslog_listen.is_empty()
+                    && raw.dns.probe_allow.is_empty()
+                {
                     return Err(ctx.err(
                         Some(p.span()),
                         "maillog.paths",

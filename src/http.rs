@@ -74,7 +74,7 @@ async fn probe(State(app): State<Arc<App>>, RawQuery(query): RawQuery, headers: 
     let header = headers.get(SCRAPE_TIMEOUT_HEADER).and_then(|v| v.to_str().ok());
     let deadline = probe_deadline(header, app.dns.longest_deadline());
     let (outcome, source) = app.dns.probe(&req, deadline).await;
-    tracing::debug!(target = %req.target, ?source, "probe");
+    tracing::debug!(domain = %req.target, ?source, "probe");
     let mut registry = prometheus_client::registry::Registry::default();
     registry.register_collector(Box::new(crate::dns::state::ProbeCollector(outcome)));
     let mut body = String::with_capacity(4096);
