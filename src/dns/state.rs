@@ -187,7 +187,7 @@ impl DnsState {
         };
         let age = self.probe_settings().cache_age;
         let lookups = self.probe_lookups(age.max(Duration::from_secs(1)));
-        let configured = self.domains().into_iter().find(|d| d.name == req.target);
+        let configured = self.domains.read().ok().and_then(|d| d.iter().find(|d| d.name == req.target).cloned());
         let config = super::targets::probe_config(req, configured.as_ref());
         let started = Instant::now();
         let (round, source) = self.probes.get_or_start(req, age, move || {
