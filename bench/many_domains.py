@@ -148,6 +148,16 @@ def static_run(n, resolver, domains, lab_port, qps):
                 if time.monotonic() > deadline or d.proc.poll() is not None:
                     raise RuntimeError("no round: " + d.err_text()[-2000:])
                 time.sleep(0.2)
+            # the results are published just after the log line: wait for readiness
+            while True:
+                try:
+                    conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=10)
+                    conn.request("GET", "/-/ready")
+                    if conn.getresponse().status == 200:
+                        break
+                except OSError:
+                    pass
+                time.sleep(0.2)
             m = re.search(r'msg="DNS round finished".*?failing_checks=(\d+).*?seconds=([0-9.]+)', d.err_text())
             failing, round_s = int(m.group(1)), float(m.group(2))
             best, median, size = metrics_time(d)
