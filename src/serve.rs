@@ -177,12 +177,12 @@ impl Reloader {
             changes.push(format!("-domain {d}"));
         }
         app.dns.set_probe_settings(probe_settings(&new));
-        app.dns.reconfigure(
-            new.dns.domains.clone(),
-            new.dns.interval,
-            dns_prober(&new, &app.metrics),
-            dns_settings(&new),
-        );
+        // the per-server slots outlive a reload (same limit), so a reload lets no burst through
+        let mut prober = dns_prober(&new, &app.metrics);
+        if let Some(old) = app.dns.prober() {
+            prober = prober.keeping_slots_of(&old);
+        }
+        app.dns.reconfigure(new.dns.domains.clone(), new.dns.interval, prober, dns_settings(&new));
         app.metrics.dns_interval.set(new.dns.interval.as_secs_f64());
 
         app.auth.set_users(new.web.basic_auth.clone());

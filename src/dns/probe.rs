@@ -246,6 +246,15 @@ impl Prober {
         Prober { rate: Some(Arc::new(RateLimiter::new(qps))), ..self }
     }
 
+    /// The same prober, sharing `other`'s per-server slots when both have the same
+    /// limit: a reload must not let a burst through by starting the slots afresh.
+    pub fn keeping_slots_of(self, other: &Prober) -> Prober {
+        match (&self.rate, &other.rate) {
+            (Some(mine), Some(theirs)) if mine.qps() == theirs.qps() => Prober { rate: Some(theirs.clone()), ..self },
+            _ => self,
+        }
+    }
+
     /// The per-server limit, if any.
     pub fn max_qps(&self) -> Option<u32> {
         self.rate.as_ref().map(|r| r.qps())
@@ -503,6 +512,17 @@ mod tests {
         // another server is not held up by the first
         let other = r.reserve(b);
         assert!(other < slots[1], "b's first slot is now");
+    }
+
+    #[test]
+    fn a_reload_keeps_the_slots_of_the_same_limit() {
+        let old = Prober::new(4, Duration::from_secs(1), None).with_max_qps(50);
+        let same = Prober::new(8, Duration::from_secs(2), None).with_max_qps(50).keeping_slots_of(&old);
+        let other = Prober::new(8, Duration::from_secs(2), None).with_max_qps(80).keeping_slots_of(&old);
+        let (Some(a), Some(b), Some(c)) = (&old.rate, &same.rate, &other.rate) else { panic!("limits set") };
+        assert!(Arc::ptr_eq(a, b), "same limit: the same slots");
+        assert!(!Arc::ptr_eq(a, c), "a new limit: new slots");
+        assert_eq!(other.max_qps(), Some(80));
     }
 
     #[tokio::test]

@@ -229,6 +229,11 @@ impl DnsState {
         }
     }
 
+    /// The prober rounds use now.
+    pub fn prober(&self) -> Option<Prober> {
+        self.engine().map(|(p, _)| p)
+    }
+
     fn engine(&self) -> Option<(Prober, Settings)> {
         self.engine.read().ok().and_then(|e| e.clone())
     }
