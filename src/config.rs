@@ -103,7 +103,7 @@ pub struct MaillogConfig {
     pub paths_defaulted: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct DomainConfig {
     pub name: String,
     pub dkim_selectors: Vec<String>,
@@ -135,6 +135,16 @@ pub struct DnsConfig {
     #[serde(with = "secs")]
     pub certificate_expiry_warning: Duration,
     pub domains: Vec<DomainConfig>,
+    /// Names `/probe` may check: exact names, or `*.suffix` for any name below
+    /// the suffix. Empty: `/probe` answers 403.
+    pub probe_allow: Vec<String>,
+    /// How long a `/probe` result is served again instead of a new round (an HA
+    /// pair of Prometheus servers scraping the same target costs one round).
+    #[serde(with = "secs")]
+    pub probe_cache_age: Duration,
+    /// Queries per second to one authoritative server address, over all rounds
+    /// and probes.
+    pub max_qps_per_server: u32,
 }
 
 mod secs {
@@ -228,6 +238,10 @@ struct RawDns {
     certificate_expiry_warning: Option<Spanned<String>>,
     #[serde(default)]
     domain: Vec<Spanned<RawDomain>>,
+    #[serde(default)]
+    probe_allow: Vec<Spanned<String>>,
+    probe_cache_age: Option<Spanned<String>>,
+    max_qps_per_server: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -346,6 +360,21 @@ pub fn parse_domain(s: &str) -> Result<String, String> {
         ));
     }
     Ok(d)
+}
+
+/// `[dns] probe_cache_age` when not configured: a little under the usual one-minute
+/// scrape interval, so that each Prometheus server of an HA pair gets one round's
+/// result per interval between them.
+pub const DEFAULT_PROBE_CACHE_AGE: Duration = Duration::from_secs(55);
+
+/// Parses a `probe_allow` entry: a domain name, or `*.` and a domain name (any
+/// name strictly below it). Returned lower-case, without a trailing dot.
+pub fn parse_probe_pattern(s: &str) -> Result<String, String> {
+    let bad = |e: String| format!("{e}; probe_allow takes names or \"*.suffix\"");
+    match s.trim().strip_prefix("*.") {
+        Some(suffix) => Ok(format!("*.{}", parse_domain(suffix).map_err(bad)?)),
+        None => parse_domain(s).map_err(bad),
+    }
 }
 
 /// Parses `IP` or `IP:PORT` or `[V6]:PORT` (port 53 when omitted).
@@ -502,7 +531,12 @@ impl Config {
         let paths_defaulted = m.paths.is_none() && m.journal != Some(true) && m.syslog_listen.is_empty();
         let paths = match m.paths {
             Some(p) => {
-                if p.get_ref().is_empty() && m.journal != Some(true) && m.syslog_listen.is_empty() {
+                // a /probe replica (probe_allow set) may have no mail log at all
+                if p.get_ref().is_empty()
+                    && m.journal != Some(true)
+                    && m.syslog_listen.is_empty()
+                    && raw.dns.probe_allow.is_empty()
+                {
                     return Err(ctx.err(
                         Some(p.span()),
                         "maillog.paths",
@@ -621,21 +655,42 @@ impl Config {
         };
         let certificate_expiry_warning =
             dur(&d.certificate_expiry_warning, "dns.certificate_expiry_warning", "14d", Duration::ZERO)?;
+        let mut probe_allow = Vec::new();
+        for v in &d.probe_allow {
+            probe_allow.push(parse_probe_pattern(v.get_ref()).map_err(|e| ctx.err(sp(v), "dns.probe_allow", e))?);
+        }
+        let probe_cache_age = match &d.probe_cache_age {
+            Some(v) => parse_duration(v.get_ref()).map_err(|e| ctx.err(sp(v), "dns.probe_cache_age", e))?,
+            None => DEFAULT_PROBE_CACHE_AGE,
+        };
+        let max_qps_per_server = match &d.max_qps_per_server {
+            Some(v) => u32::try_from(*v.get_ref()).ok().filter(|n| (1..=100_000).contains(n)).ok_or_else(|| {
+                ctx.err(
+                    Some(v.span()),
+                    "dns.max_qps_per_server",
+                    format!("must be from 1 to 100000, got {}", v.get_ref()),
+                )
+            })?,
+            None => 50,
+        };
         let mut domains: Vec<DomainConfig> = Vec::new();
-        let mut seen: HashMap<String, (usize, usize)> = HashMap::new();
+        // byte offsets; the line and column are worked out only for an error (doing it
+        // for every domain made 50,000 domains take minutes)
+        let mut seen: HashMap<String, usize> = HashMap::new();
         for (i, entry) in d.domain.into_iter().enumerate() {
             let raw = entry.into_inner();
             let key = format!("dns.domain[{i}]");
             let name =
                 parse_domain(raw.name.get_ref()).map_err(|e| ctx.err(sp(&raw.name), &format!("{key}.name"), e))?;
-            if let Some((l, c)) = seen.get(&name) {
+            if let Some(&first) = seen.get(&name) {
+                let (l, c) = ctx.position(first);
                 return Err(ctx.err(
                     sp(&raw.name),
                     &format!("{key}.name"),
                     format!("duplicate domain {name:?}, first configured at line {l} column {c}"),
                 ));
             }
-            seen.insert(name.clone(), ctx.position(raw.name.span().start));
+            seen.insert(name.clone(), raw.name.span().start);
             let mut dkim_selectors = Vec::new();
             for s in &raw.dkim_selectors {
                 let sel = s.get_ref();
@@ -695,6 +750,9 @@ impl Config {
                 ca_file,
                 certificate_expiry_warning,
                 domains,
+                probe_allow,
+                probe_cache_age,
+                max_qps_per_server,
             },
         })
     }

@@ -1,10 +1,11 @@
 //! The HTTP surface (SPEC §4): `/metrics` with content negotiation and gzip, the
-//! status page `/` and its JSON twin `/api/v1/status`, `/-/healthy`, `/-/ready`.
+//! status page `/` and its JSON twin `/api/v1/status`, `/-/healthy`, `/-/ready`,
+//! and `/probe?target=DOMAIN` (SPEC §7.2, see [`crate::dns::targets`]).
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -26,6 +27,7 @@ pub fn router(app: Arc<App>, telemetry_path: &str) -> Router {
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
         .route("/-/reload", post(reload))
+        .route("/probe", get(probe))
         .fallback(not_found)
         .layer(CompressionLayer::new().gzip(true).no_br().no_deflate().no_zstd())
         .layer(axum::middleware::from_fn_with_state(app.auth.clone(), crate::web::require_auth))
@@ -61,6 +63,37 @@ async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
         },
         None => encode(),
     };
+    ([(header::CONTENT_TYPE, ctype)], body).into_response()
+}
+
+/// The header in which Prometheus sends the scrape timeout.
+pub const SCRAPE_TIMEOUT_HEADER: &str = "x-prometheus-scrape-timeout-seconds";
+
+async fn probe(State(app): State<Arc<App>>, RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
+    use crate::dns::targets::{parse_request, probe_deadline};
+    let settings = app.dns.probe_settings();
+    let req = match parse_request(query.as_deref().unwrap_or(""), &settings.allow) {
+        Ok(r) => r,
+        Err(refusal) => {
+            let status = StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            return (status, format!("{}\n", refusal.message())).into_response();
+        }
+    };
+    let header = headers.get(SCRAPE_TIMEOUT_HEADER).and_then(|v| v.to_str().ok());
+    let deadline = probe_deadline(header, app.dns.longest_deadline());
+    let (outcome, source) = app.dns.probe(&req, deadline).await;
+    tracing::debug!(domain = %req.target, ?source, "probe");
+    let mut registry = prometheus_client::registry::Registry::default();
+    registry.register_collector(Box::new(crate::dns::state::ProbeCollector(outcome)));
+    let mut body = String::with_capacity(4096);
+    let (encoded, ctype) = if wants_openmetrics(headers.get(header::ACCEPT)) {
+        (prometheus_client::encoding::text::encode(&mut body, &registry), OPENMETRICS_CONTENT_TYPE)
+    } else {
+        (prometheus_client::encoding::prometheus_text::encode(&mut body, &registry), TEXT_CONTENT_TYPE)
+    };
+    if encoded.is_err() {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode the probe's metrics\n").into_response();
+    }
     ([(header::CONTENT_TYPE, ctype)], body).into_response()
 }
 

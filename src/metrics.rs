@@ -109,7 +109,8 @@ pub struct Metrics {
     pub state_file_errors: Counter,
 }
 
-/// The revision the binary was built from (`MAILROUTE_REVISION` at build time).
+/// The revision the binary was built from: `MAILROUTE_REVISION` at build time, which
+/// build.rs sets from `git rev-parse` when the source tree is a git checkout.
 pub const REVISION: &str = match option_env!("MAILROUTE_REVISION") {
     Some(r) => r,
     None => "unknown",
@@ -274,6 +275,19 @@ impl SourceCounters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn build_info_carries_the_git_revision() {
+        let git = std::process::Command::new("git").args(["rev-parse", "--short=12", "HEAD"]).output();
+        match git {
+            Ok(out) if out.status.success() && std::env::var_os("MAILROUTE_REVISION").is_none() => {
+                assert_eq!(REVISION, String::from_utf8_lossy(&out.stdout).trim());
+            }
+            _ => assert!(!REVISION.is_empty()),
+        }
+        let text = Metrics::new(None).encode_text();
+        assert!(text.contains(&format!("revision=\"{REVISION}\"")), "{text}");
+    }
 
     #[test]
     fn outcome_index_matches_declaration_order() {

@@ -37,6 +37,18 @@ pub async fn bind(addr: &ListenAddress) -> std::io::Result<TcpListener> {
     }
 }
 
+/// The prober of a running exporter: its concurrency, timeout, query counters and
+/// the per-server rate limit shared by rounds and probes.
+pub fn dns_prober(config: &Config, metrics: &Metrics) -> Prober {
+    Prober::new(config.dns.concurrency, config.dns.timeout, Some(metrics.dns_queries.clone()))
+        .with_max_qps(config.dns.max_qps_per_server)
+}
+
+/// What `/probe` may check and how long it reuses a result.
+pub fn probe_settings(config: &Config) -> crate::dns::state::ProbeSettings {
+    crate::dns::state::ProbeSettings { allow: config.dns.probe_allow.clone(), cache_age: config.dns.probe_cache_age }
+}
+
 /// How DNS rounds reach the servers: the configured resolvers, or none, and then
 /// the round's resolver reads `/etc/resolv.conf` with its options.
 pub fn dns_settings(config: &Config) -> Settings {
@@ -182,7 +194,12 @@ impl Reloader {
         for d in old_domains.difference(&new_domains) {
             changes.push(format!("-domain {d}"));
         }
-        let prober = Prober::new(new.dns.concurrency, new.dns.timeout, Some(app.metrics.dns_queries.clone()));
+        app.dns.set_probe_settings(probe_settings(&new));
+        // the per-server slots outlive a reload (same limit), so a reload lets no burst through
+        let mut prober = dns_prober(&new, &app.metrics);
+        if let Some(old) = app.dns.prober() {
+            prober = prober.keeping_slots_of(&old);
+        }
         app.dns.reconfigure(new.dns.domains.clone(), new.dns.interval, prober, dns_settings(&new));
         app.metrics.dns_interval.set(new.dns.interval.as_secs_f64());
 
@@ -205,10 +222,8 @@ pub async fn run(config: Config, path: Option<PathBuf>, overrides: Overrides) ->
     metrics.dns_interval.set(config.dns.interval.as_secs_f64());
     metrics.config_last_reload_successful.set(1);
     metrics.config_last_reload_success.set(now());
-    dns.set_engine(
-        Prober::new(config.dns.concurrency, config.dns.timeout, Some(metrics.dns_queries.clone())),
-        dns_settings(&config),
-    );
+    dns.set_engine(dns_prober(&config, &metrics), dns_settings(&config));
+    dns.set_probe_settings(probe_settings(&config));
     let mail = Arc::new(MailState::new(
         metrics.clone(),
         config.maillog.max_hosts,

@@ -149,79 +149,231 @@ pub fn status_document(app: &App) -> StatusDocument {
     }
 }
 
-pub use crate::html::esc;
+/// One row of the log sources table.
+#[derive(Debug)]
+pub struct SourceRow {
+    pub name: String,
+    pub kind: String,
+    pub state: String,
+    pub lines: String,
+    pub read_errors: u64,
+    pub last_error: String,
+}
+
+/// A failing check in words.
+#[derive(Debug)]
+pub struct FailingRow {
+    pub check: String,
+    pub severity: String,
+    pub message: String,
+}
+
+/// One authoritative server address of a domain.
+#[derive(Debug)]
+pub struct ServerRow {
+    pub name: String,
+    pub address: String,
+    pub status: String,
+    pub soa_serial: String,
+    pub mname: String,
+    pub rtt: String,
+    /// DNSSEC keys served and the earliest RRSIG expiry ("" for no DNSSEC data).
+    pub dnssec: String,
+}
+
+/// One domain's section of the page.
+#[derive(Debug)]
+pub struct DomainSection {
+    pub domain: String,
+    pub diagnosis: Option<String>,
+    pub checked: bool,
+    /// Why the last round could not judge the domain (`dns_round_failed`).
+    pub round_failure: Option<String>,
+    pub error: Option<String>,
+    pub checks_evaluated: u64,
+    pub failing: Vec<FailingRow>,
+    pub servers: Vec<ServerRow>,
+    pub mx: String,
+    pub apex: String,
+    /// The SMTP TLS findings (MTA-STS, STARTTLS, DANE) in words.
+    pub smtp_tls: Vec<String>,
+}
+
+/// The status page: the document plus the few rows it shows pre-formatted. Rendered
+/// by `templates/status.html` (askama), which escapes every value it prints. To show
+/// something new, add it to [`StatusDocument`] (or a row type here) and a block to the
+/// template.
+#[derive(Debug, askama::Template)]
+#[template(path = "status.html")]
+pub struct StatusPage<'a> {
+    pub doc: &'a StatusDocument,
+    pub sources: Vec<SourceRow>,
+    pub domains: Vec<DomainSection>,
+}
+
+fn text(v: &serde_json::Value) -> String {
+    v.as_str().unwrap_or("").to_string()
+}
+
+/// The domain sections, from the DNS part of the status document.
+pub fn domain_sections(dns: &serde_json::Value) -> Vec<DomainSection> {
+    let Some(domains) = dns.get("domains").and_then(|d| d.as_array()) else { return Vec::new() };
+    let strings = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default()
+    };
+    domains
+        .iter()
+        .map(|d| DomainSection {
+            domain: text(&d["domain"]),
+            diagnosis: d["diagnosis"].as_str().map(str::to_string),
+            checked: d["checked"].as_bool().unwrap_or(false),
+            round_failure: d["round_failure"].as_str().map(str::to_string),
+            error: d["error"].as_str().map(str::to_string),
+            checks_evaluated: d["checks_evaluated"].as_u64().unwrap_or(0),
+            failing: d["failing_checks"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|c| FailingRow {
+                            check: text(&c["check"]),
+                            severity: text(&c["severity"]),
+                            message: text(&c["message"]),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            servers: d["servers"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|s| ServerRow {
+                            name: text(&s["name"]),
+                            address: text(&s["address"]),
+                            status: match s["detail"].as_str() {
+                                Some(x) if !x.is_empty() => format!("{}: {x}", text(&s["status"])),
+                                _ => text(&s["status"]),
+                            },
+                            soa_serial: s["soa_serial"].as_u64().map_or(String::new(), |x| x.to_string()),
+                            mname: text(&s["mname"]),
+                            rtt: s["rtt_seconds"].as_f64().map_or(String::new(), |r| format!("{:.1} ms", r * 1000.0)),
+                            dnssec: match (s["dnskeys"].as_u64(), s["rrsig_expiry_timestamp_seconds"].as_i64()) {
+                                (Some(0), _) => "unsigned".to_string(),
+                                (Some(n), Some(t)) => {
+                                    format!("{n} keys, RRSIGs expire {}", crate::dns::checks::dnssec::utc(t))
+                                }
+                                (Some(n), None) => format!("{n} keys, no RRSIG"),
+                                (None, _) => String::new(),
+                            },
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            mx: crate::dns::snapshot::list(strings(&d["mx"])),
+            apex: crate::dns::snapshot::list(strings(&d["apex_addresses"])),
+            smtp_tls: strings(&d["smtp_tls"]),
+        })
+        .collect()
+}
 
 /// Renders the status document as a self-contained HTML page.
 pub fn html_page(doc: &StatusDocument) -> String {
-    use std::fmt::Write as _;
-    let mut h = String::with_capacity(8192);
-    let _ = write!(
-        h,
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>mailroute_exporter</title>\
-         <style>body{{font-family:sans-serif;margin:2em;max-width:72em}}table{{border-collapse:collapse;margin:.5em 0 1.5em}}\
-         td,th{{border:1px solid #ccc;padding:.2em .6em;text-align:left;vertical-align:top}}th{{background:#eee}}\
-         .fail{{color:#a00}}.ok{{color:#070}}.diag{{background:#fff3f3;border-left:4px solid #a00;padding:.5em 1em}}</style></head><body>\
-         <h1>mailroute_exporter</h1><p>Version {} (revision {}). {}. \
-         <a href=\"{}\">Metrics</a> · <a href=\"/api/v1/status\">Status as JSON</a> · <a href=\"/-/healthy\">Health</a> · <a href=\"/-/ready\">Readiness</a></p>",
-        esc(doc.version),
-        esc(doc.revision),
-        if doc.ready { "Ready" } else { "Not ready yet" },
-        esc(&doc.telemetry_path),
-    );
-    h.push_str(&crate::dns::state::html_section(&doc.dns));
-    let _ = write!(
-        h,
-        "<h2>Mail logs</h2><p>{} rejects, {} misroutes, {} accepted messages since start.</p>",
-        doc.mail.rejects_total, doc.mail.misroutes_total, doc.mail.accepted_total
-    );
-    h.push_str("<table><tr><th>Source</th><th>Kind</th><th>State</th><th>Lines</th><th>Read errors</th><th>Last error</th></tr>");
-    for s in &doc.sources {
-        let lines: Vec<String> = s.lines.iter().filter(|(_, n)| **n > 0).map(|(o, n)| format!("{o}: {n}")).collect();
-        let _ = write!(
-            h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&s.status.name),
-            s.status.kind,
-            esc(&format!("{:?}", s.status.state).to_lowercase()),
-            esc(&lines.join(", ")),
-            s.read_errors,
-            esc(s.status.last_error.as_deref().unwrap_or(""))
-        );
-    }
-    h.push_str("</table>");
-    if !doc.mail.rejects_by_reason.is_empty() {
-        h.push_str("<h3>Rejects by reason</h3><table><tr><th>Reason</th><th>Count</th></tr>");
-        for (r, n) in &doc.mail.rejects_by_reason {
-            let _ = write!(h, "<tr><td>{}</td><td>{n}</td></tr>", esc(r));
+    use askama::Template as _;
+    let sources = doc
+        .sources
+        .iter()
+        .map(|s| SourceRow {
+            name: s.status.name.clone(),
+            kind: s.status.kind.to_string(),
+            state: format!("{:?}", s.status.state).to_lowercase(),
+            lines: s
+                .lines
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(o, n)| format!("{o}: {n}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            read_errors: s.read_errors,
+            last_error: s.status.last_error.clone().unwrap_or_default(),
+        })
+        .collect();
+    let page = StatusPage { doc, sources, domains: domain_sections(&doc.dns) };
+    match page.render() {
+        Ok(mut h) => {
+            h.push('\n');
+            h
         }
-        h.push_str("</table><h3>Rejects by host</h3><table><tr><th>Host</th><th>Count</th></tr>");
-        for (r, n) in &doc.mail.rejects_by_host {
-            let _ = write!(h, "<tr><td>{}</td><td>{n}</td></tr>", esc(r));
+        Err(e) => {
+            tracing::warn!(error = %e, "status page rendering failed");
+            "<!doctype html><p>The status page could not be rendered; see the log and /api/v1/status.</p>\n".to_string()
         }
-        h.push_str("</table>");
     }
-    if !doc.mail.misroutes.is_empty() {
-        h.push_str("<h3>Misroutes</h3><table><tr><th>Host</th><th>Domain</th><th>Count</th></tr>");
-        for c in &doc.mail.misroutes {
-            let _ = write!(h, "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", esc(&c.host), esc(&c.key), c.count);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(dns: serde_json::Value) -> StatusDocument {
+        StatusDocument {
+            version: "0.1.0",
+            revision: "abc<def>",
+            started_at: 0.0,
+            ready: true,
+            telemetry_path: "/metrics\"onclick=\"x".to_string(),
+            sources: Vec::new(),
+            mail: MailView {
+                rejects_total: 3,
+                misroutes_total: 1,
+                accepted_total: 0,
+                rejects_by_reason: BTreeMap::from([("relay_denied".to_string(), 3)]),
+                rejects_by_host: BTreeMap::from([("mx<1>".to_string(), 3)]),
+                misroutes: vec![Count { host: "mx<1>".into(), key: "a&b.test".into(), count: 1 }],
+                recent_misroutes: vec![MisrouteRecord {
+                    seen_at: 0.0,
+                    logged_at: "Jan  1 00:00:00".into(),
+                    host: "mx<1>".into(),
+                    mta: crate::maillog::Mta::Postfix,
+                    domain: "a&b.test".into(),
+                    client: "evil<script>alert('x')</script>[192.0.2.1]".into(),
+                }],
+            },
+            dns,
         }
-        h.push_str("</table>");
     }
-    if !doc.mail.recent_misroutes.is_empty() {
-        h.push_str("<h3>Recent misroutes</h3><table><tr><th>Logged at</th><th>Host</th><th>MTA</th><th>Domain</th><th>Client</th></tr>");
-        for m in doc.mail.recent_misroutes.iter().rev().take(50) {
-            let _ = write!(
-                h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&m.logged_at),
-                esc(&m.host),
-                m.mta,
-                esc(&m.domain),
-                esc(&m.client)
-            );
+
+    #[test]
+    fn every_value_is_escaped() {
+        let dns = serde_json::json!({"domains": [{
+            "domain": "x<y>.test", "checked": true, "error": null, "checks_evaluated": 5,
+            "diagnosis": "In the last hour <b>mx</b> rejected",
+            "failing_checks": [{"check": "apex_mx_mismatch", "severity": "critical", "message": "apex \"1.2.3.4\" & 'x'"}],
+            "servers": [{"name": "ns1.test", "address": "127.0.0.1", "status": "lame", "detail": "answered <REFUSED>",
+                         "soa_serial": 7, "mname": "ns1.test", "rtt_seconds": 0.0012}],
+            "mx": ["10 mx.test"], "apex_addresses": []
+        }]});
+        let h = html_page(&doc(dns));
+        for raw in ["<script>", "<b>mx", "x<y>", "<REFUSED>", "abc<def>", "\"onclick", "mx<1>", "a&b"] {
+            assert!(!h.contains(raw), "{raw} unescaped in {h}");
         }
-        h.push_str("</table>");
+        for escaped in [
+            "x&#60;y&#62;.test",
+            "apex &#34;1.2.3.4&#34; &#38; &#39;x&#39;",
+            "evil&#60;script&#62;",
+            "lame: answered &#60;REFUSED&#62;",
+            "<td>7</td>",
+            "1.2 ms",
+            "MX: 10 mx.test. Apex addresses: (none).",
+        ] {
+            assert!(h.contains(escaped), "{escaped} missing in {h}");
+        }
     }
-    h.push_str("</body></html>\n");
-    h
+
+    #[test]
+    fn unchecked_domain_and_no_domains() {
+        let h = html_page(&doc(serde_json::json!({"domains": [{"domain": "new.test", "checked": false}]})));
+        assert!(h.contains("<h3>new.test</h3>") && h.contains("Not checked yet."), "{h}");
+        let h = html_page(&doc(serde_json::json!({"domains": []})));
+        assert!(!h.contains("<h2>Domains</h2>"), "{h}");
+        assert!(h.contains("3 rejects, 1 misroutes"), "{h}");
+    }
 }

@@ -198,10 +198,11 @@ fn dummy_hash() -> &'static str {
     DUMMY.get_or_init(|| bcrypt::hash(fastrand::u64(..).to_string(), 10).unwrap_or_default())
 }
 
-/// Standard base64 (RFC 4648 §4), as basic auth uses (RFC 7617): the decoder the
-/// DKIM checks use.
+/// Standard base64 (RFC 4648 §4, padded), as basic auth uses (RFC 7617), through
+/// the `base64` crate.
 pub fn decode_base64(s: &str) -> Option<Vec<u8>> {
-    crate::dns::records::base64_decode(s).ok()
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(s).ok()
 }
 
 /// Middleware: every request needs valid credentials when users are configured.

@@ -6,6 +6,10 @@
 # exits non-zero if any step failed. Needs promtool, amtool and python3 on PATH.
 set -euo pipefail
 
+# The Python tools scripts/install-test-deps.sh puts in the repository's venv come first.
+venv="${MAILROUTE_VENV:-"$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.venv"}"
+if [ -d "$venv/bin" ]; then PATH="$venv/bin:$PATH"; fi
+
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 

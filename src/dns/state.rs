@@ -23,8 +23,8 @@ use super::probe::Prober;
 use super::recursive::Recursive;
 use super::round::{Settings, snapshot_with};
 use super::snapshot::{Snapshot, Standing, list};
+use super::targets::{ProbeCache, ProbeOutcome, ProbeRequest, Source};
 use crate::config::DomainConfig;
-use crate::html::esc;
 use crate::maillog::processor::MailState;
 
 /// One domain's result in one round.
@@ -105,7 +105,8 @@ async fn round_one(
     (d.name, result)
 }
 
-/// Runs one round for every domain, a bounded number at a time.
+/// Runs one round for every domain, a bounded number at a time. Resolver answers
+/// are shared by the round's domains (one [`Recursive`], and so one cache, per round).
 pub async fn run_round(
     prober: &Prober,
     settings: &Settings,
@@ -134,6 +135,19 @@ pub struct DnsState {
     engine: RwLock<Option<(Prober, Settings)>>,
     /// Wakes the scheduler for an early round (after a reload).
     wake: tokio::sync::Notify,
+    /// `/probe`: who may be probed and how long a result is reused.
+    probe_settings: RwLock<ProbeSettings>,
+    /// `/probe` rounds running or recent.
+    probes: ProbeCache,
+    /// The resolver (and its cache) shared by the probes of one cache period.
+    probe_lookups: std::sync::Mutex<Option<(Instant, Arc<Recursive>)>>,
+}
+
+/// The `[dns]` settings of `/probe`.
+#[derive(Debug, Clone, Default)]
+pub struct ProbeSettings {
+    pub allow: Vec<String>,
+    pub cache_age: Duration,
 }
 
 impl DnsState {
@@ -146,14 +160,112 @@ impl DnsState {
             interval: RwLock::new(interval),
             engine: RwLock::new(None),
             wake: tokio::sync::Notify::new(),
+            probe_settings: RwLock::new(ProbeSettings::default()),
+            probes: ProbeCache::default(),
+            probe_lookups: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Sets who `/probe` may check and how long its results are reused.
+    pub fn set_probe_settings(&self, settings: ProbeSettings) {
+        if let Ok(mut p) = self.probe_settings.write() {
+            *p = settings;
+        }
+    }
+
+    pub fn probe_settings(&self) -> ProbeSettings {
+        self.probe_settings.read().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    /// The deadline of a configured domain's round: the longest a probe may take.
+    pub fn longest_deadline(&self) -> Duration {
+        let timeout = self.engine().map_or(Duration::from_secs(2), |(p, _)| p.timeout());
+        round_deadline(timeout, self.interval())
+    }
+
+    /// Runs (or joins, or reuses) the round for a `/probe` request. The answer
+    /// comes within `deadline` (plus a little): a round that is not done by then,
+    /// or an exporter with no DNS engine, gives a result with an error, which the
+    /// metrics show as `round_success` 0.
+    pub async fn probe(&self, req: &ProbeRequest, deadline: Duration) -> (ProbeOutcome, Source) {
+        let failed = |error: String| -> ProbeOutcome {
+            // never an empty result: the failure is itself the verdict (dns_round_failed)
+            let snap = Snapshot {
+                domain: super::snapshot::norm(&req.target),
+                failure: Some(error.clone()),
+                ..Snapshot::default()
+            };
+            let d = DomainConfig { name: req.target.clone(), ..DomainConfig::default() };
+            let r = DomainResult {
+                domain: req.target.clone(),
+                snapshot: None,
+                checks: checks::evaluate(&snap, &d),
+                error: Some(error),
+                finished_at: None,
+                duration_seconds: 0.0,
+            };
+            Arc::new(BTreeMap::from([(req.target.clone(), r)]))
+        };
+        let Some((prober, mut settings)) = self.engine() else {
+            return (failed("the DNS engine is not running".to_string()), Source::Started);
+        };
+        let age = self.probe_settings().cache_age;
+        let lookups = self.probe_lookups(age.max(Duration::from_secs(1)), &prober, &settings);
+        let configured = self.domains.read().ok().and_then(|d| d.iter().find(|d| d.name == req.target).cloned());
+        // no HTTPS (MTA-STS) or SMTP probing of a domain that is not configured (SPEC 7.2)
+        settings.mail_tls.fetch_mta_sts &= configured.is_some();
+        let config = super::targets::probe_config(req, configured.as_ref());
+        let started = Instant::now();
+        let (round, source) = self.probes.get_or_start(req, age, move || {
+            Box::pin(async move {
+                let (name, r) = round_one(&prober, &lookups, &settings, config, deadline).await;
+                Arc::new(BTreeMap::from([(name, r)]))
+            })
+        });
+        // a round another probe started may have a longer deadline than ours
+        match tokio::time::timeout(deadline + Duration::from_millis(100), round).await {
+            Ok(outcome) if !outcome.is_empty() => (outcome, source),
+            Ok(_) => (failed("the round ended abnormally".to_string()), source),
+            Err(_) => (
+                failed(format!(
+                    "deadline of {:.1}s reached (X-Prometheus-Scrape-Timeout-Seconds minus {:.1}s) after {:.1}s",
+                    deadline.as_secs_f64(),
+                    super::targets::DEADLINE_MARGIN.as_secs_f64(),
+                    started.elapsed().as_secs_f64()
+                )),
+                source,
+            ),
+        }
+    }
+
+    /// The resolver shared by probes (its cache with it), renewed every `period`.
+    fn probe_lookups(&self, period: Duration, prober: &Prober, settings: &Settings) -> Arc<Recursive> {
+        let fresh = || Arc::new(Recursive::new(&settings.resolvers, prober.timeout()).with_limit(prober.concurrency()));
+        let Ok(mut g) = self.probe_lookups.lock() else { return fresh() };
+        match &*g {
+            Some((at, rec)) if at.elapsed() < period => rec.clone(),
+            _ => {
+                let rec = fresh();
+                *g = Some((Instant::now(), rec.clone()));
+                rec
+            }
         }
     }
 
     /// Sets how rounds reach the servers.
     pub fn set_engine(&self, prober: Prober, settings: Settings) {
+        // the probes' resolver follows the new settings
+        if let Ok(mut g) = self.probe_lookups.lock() {
+            *g = None;
+        }
         if let Ok(mut e) = self.engine.write() {
             *e = Some((prober, settings));
         }
+    }
+
+    /// The prober rounds use now.
+    pub fn prober(&self) -> Option<Prober> {
+        self.engine().map(|(p, _)| p)
     }
 
     fn engine(&self) -> Option<(Prober, Settings)> {
@@ -314,95 +426,6 @@ pub fn diagnosis(domain: &str, r: Option<&DomainResult>, per_host: &[(String, u6
     Some(text)
 }
 
-/// The DNS part of the status page.
-pub fn html_section(doc: &serde_json::Value) -> String {
-    let mut h = String::new();
-    let Some(domains) = doc.get("domains").and_then(|d| d.as_array()) else { return h };
-    if domains.is_empty() {
-        return h;
-    }
-    h.push_str("<h2>Domains</h2>");
-    for d in domains {
-        let name = d["domain"].as_str().unwrap_or("");
-        let _ = write!(h, "<h3>{}</h3>", esc(name));
-        if let Some(diag) = d["diagnosis"].as_str() {
-            let _ = write!(h, "<p class=\"diag\"><b>Diagnosis:</b> {}</p>", esc(diag));
-        }
-        if !d["checked"].as_bool().unwrap_or(false) {
-            h.push_str("<p>Not checked yet.</p>");
-            continue;
-        }
-        if let Some(e) = d["round_failure"].as_str() {
-            let _ = write!(h, "<p class=\"fail\">The last round could not judge this domain: {}</p>", esc(e));
-        } else if let Some(e) = d["error"].as_str() {
-            let _ = write!(h, "<p class=\"fail\">The last round did not finish: {}</p>", esc(e));
-        }
-        let failing = d["failing_checks"].as_array().cloned().unwrap_or_default();
-        if failing.is_empty() {
-            let _ = write!(h, "<p class=\"ok\">All {} evaluated checks pass.</p>", d["checks_evaluated"]);
-        } else {
-            h.push_str("<table><tr><th>Failing check</th><th>Severity</th><th>What is wrong</th></tr>");
-            for c in &failing {
-                let _ = write!(
-                    h,
-                    "<tr><td class=\"fail\">{}</td><td>{}</td><td>{}</td></tr>",
-                    esc(c["check"].as_str().unwrap_or("")),
-                    esc(c["severity"].as_str().unwrap_or("")),
-                    esc(c["message"].as_str().unwrap_or(""))
-                );
-            }
-            h.push_str("</table>");
-        }
-        if let Some(lines) = d["smtp_tls"].as_array().filter(|l| !l.is_empty()) {
-            h.push_str("<p><b>SMTP TLS:</b></p><ul>");
-            for l in lines {
-                let _ = write!(h, "<li>{}</li>", esc(l.as_str().unwrap_or("")));
-            }
-            h.push_str("</ul>");
-        }
-        let servers = d["servers"].as_array().cloned().unwrap_or_default();
-        if !servers.is_empty() {
-            h.push_str("<table><tr><th>Server</th><th>Address</th><th>Status</th><th>SOA serial</th><th>MNAME</th><th>RTT</th><th>DNSSEC</th></tr>");
-            for s in &servers {
-                let rtt = s["rtt_seconds"].as_f64().map_or(String::new(), |r| format!("{:.1} ms", r * 1000.0));
-                let status = match s["detail"].as_str() {
-                    Some(x) if !x.is_empty() => format!("{}: {x}", s["status"].as_str().unwrap_or("")),
-                    _ => s["status"].as_str().unwrap_or("").to_string(),
-                };
-                // keys served and the earliest RRSIG expiration
-                let dnssec = match (s["dnskeys"].as_u64(), s["rrsig_expiry_timestamp_seconds"].as_i64()) {
-                    (Some(0), _) => "unsigned".to_string(),
-                    (Some(n), Some(t)) => format!("{n} keys, RRSIGs expire {}", checks::dnssec::utc(t)),
-                    (Some(n), None) => format!("{n} keys, no RRSIG"),
-                    (None, _) => String::new(),
-                };
-                let _ = write!(
-                    h,
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    esc(s["name"].as_str().unwrap_or("")),
-                    esc(s["address"].as_str().unwrap_or("")),
-                    esc(&status),
-                    s["soa_serial"].as_u64().map_or(String::new(), |x| x.to_string()),
-                    esc(s["mname"].as_str().unwrap_or("")),
-                    rtt,
-                    esc(&dnssec)
-                );
-            }
-            h.push_str("</table>");
-        }
-        let mx: Vec<String> = d["mx"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
-            .unwrap_or_default();
-        let apex: Vec<String> = d["apex_addresses"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
-            .unwrap_or_default();
-        let _ = write!(h, "<p>MX: {}. Apex addresses: {}.</p>", esc(&list(mx.iter())), esc(&list(apex.iter())));
-    }
-    h
-}
-
 /// Renders the latest results as metrics at scrape time (SPEC §5.2).
 #[derive(Debug)]
 pub struct DnsCollector {
@@ -433,215 +456,218 @@ fn family<'a>(
 }
 
 impl Collector for DnsCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let results = self.state.results();
-        if results.is_empty() {
-            return Ok(());
-        }
-        let r = &*results;
-        let mut addr = String::with_capacity(48);
-        family(
-            &mut encoder,
-            "mailroute_dns_check_failed",
-            "1 when the check fails, 0 when it passes, for every check evaluated in the last round",
-            r,
-            |d, r, emit| {
-                for c in &r.checks {
-                    emit(
-                        &[("domain", d), ("check", c.check), ("severity", c.severity.as_str())],
-                        if c.failed { 1.0 } else { 0.0 },
-                    )?;
-                }
-                Ok(())
-            },
-        )?;
-        let servers = |name: &'static str,
-                       help: &'static str,
-                       value: fn(&super::snapshot::Server, Option<u32>) -> Option<f64>,
-                       encoder: &mut DescriptorEncoder,
-                       addr: &mut String| {
-            family(encoder, name, help, r, |d, r, emit| {
-                let Some(s) = &r.snapshot else { return Ok(()) };
-                let serials: Vec<u32> = s.up().filter_map(|x| x.soa.as_ref().map(|soa| soa.serial)).collect();
-                let top = checks::soa::highest_serial(&serials);
-                for x in &s.servers {
-                    let Some(v) = value(x, top) else { continue };
-                    addr.clear();
-                    let _ = write!(addr, "{}", x.address);
-                    emit(&[("domain", d), ("nameserver", x.name.as_str()), ("address", addr.as_str())], v)?;
-                }
-                Ok(())
-            })
-        };
-        servers(
-            "mailroute_dns_nameserver_up",
-            "1 when the server answered the SOA query authoritatively (AA, NOERROR)",
-            |x, _| Some(if x.is_up() { 1.0 } else { 0.0 }),
-            &mut encoder,
-            &mut addr,
-        )?;
-        servers(
-            "mailroute_dns_nameserver_rtt_seconds",
-            "Round-trip time of the SOA query",
-            |x, _| x.rtt_seconds,
-            &mut encoder,
-            &mut addr,
-        )?;
-        servers(
-            "mailroute_dns_soa_serial",
-            "SOA serial served",
-            |x, _| x.soa.as_ref().filter(|_| x.is_up()).map(|s| f64::from(s.serial)),
-            &mut encoder,
-            &mut addr,
-        )?;
-        servers(
-            "mailroute_dns_soa_serial_behind",
-            "RFC 1982 distance below the highest serial seen (0 = in sync)",
-            |x, top| {
-                let (soa, top) = (x.soa.as_ref().filter(|_| x.is_up())?, top?);
-                Some(f64::from(checks::soa::serial_behind(top, soa.serial)))
-            },
-            &mut encoder,
-            &mut addr,
-        )?;
-        let mut pref = String::with_capacity(8);
-        family(
-            &mut encoder,
-            "mailroute_dns_mx_info",
-            "MX records served (union over the servers)",
-            r,
-            |d, r, emit| {
-                let Some(s) = &r.snapshot else { return Ok(()) };
-                for m in s.mx_union() {
-                    pref.clear();
-                    let _ = write!(pref, "{}", m.preference);
-                    emit(&[("domain", d), ("exchange", m.exchange.as_str()), ("preference", pref.as_str())], 1.0)?;
-                }
-                Ok(())
-            },
-        )?;
-        family(
-            &mut encoder,
-            "mailroute_dns_apex_address_info",
-            "Apex A/AAAA addresses, and whether an MX exchange has the same address",
-            r,
-            |d, r, emit| {
-                let Some(s) = &r.snapshot else { return Ok(()) };
-                let mx = s.mx_addresses();
-                for a in s.apex_union() {
-                    addr.clear();
-                    let _ = write!(addr, "{a}");
-                    emit(
-                        &[
-                            ("domain", d),
-                            ("address", addr.as_str()),
-                            ("served_by_mx", if mx.contains(&a) { "true" } else { "false" }),
-                        ],
-                        1.0,
-                    )?;
-                }
-                Ok(())
-            },
-        )?;
-        family(
-            &mut encoder,
-            "mailroute_dns_spf_lookups",
-            "DNS-querying terms an evaluation of the domain's SPF policy needs (RFC 7208 section 4.6.4 allows 10)",
-            r,
-            |d, r, emit| match r.snapshot.as_ref().and_then(checks::spf::lookup_count) {
-                Some(n) => emit(&[("domain", d)], n as f64),
-                None => Ok(()),
-            },
-        )?;
-        // ---- SMTP TLS (issue 12)
-        family(
-            &mut encoder,
-            "mailroute_mta_sts_policy_info",
-            "1 for the domain's valid MTA-STS policy: its mode and the _mta-sts record's id",
-            r,
-            |d, r, emit| {
-                let Some(s) = &r.snapshot else { return Ok(()) };
-                match (&s.policy.mta_sts, checks::tls::valid_policy(s)) {
-                    (Some(f), Some(p)) => emit(&[("domain", d), ("mode", p.mode.as_str()), ("id", f.id.as_str())], 1.0),
-                    _ => Ok(()),
-                }
-            },
-        )?;
-        family(
-            &mut encoder,
-            "mailroute_smtp_tls_certificate_expiry_timestamp_seconds",
-            "Unix time at which the certificate an MX address presents after STARTTLS expires (starttls_probe)",
-            r,
-            |d, r, emit| {
-                let Some(st) = r.snapshot.as_ref().and_then(|s| s.policy.starttls.as_ref()) else { return Ok(()) };
-                for p in &st.probes {
-                    if let super::snapshot::StarttlsOutcome::Tls { not_after: Some(t), .. } = &p.outcome {
-                        addr.clear();
-                        let _ = write!(addr, "{}", p.address);
-                        emit(
-                            &[("domain", d), ("exchange", p.exchange.as_str()), ("address", addr.as_str())],
-                            *t as f64,
-                        )?;
-                    }
-                }
-                Ok(())
-            },
-        )?;
-        family(
-            &mut encoder,
-            "mailroute_dns_dnssec_signed",
-            "1 when the parent zone has DS records for the domain's zone, 0 when it has none",
-            r,
-            |d, r, emit| match r.snapshot.as_ref().and_then(|s| s.dnssec.as_ref()).map(|x| &x.ds) {
-                Some(super::snapshot::Lookup::Found(ds)) => {
-                    emit(&[("domain", d)], if ds.is_empty() { 0.0 } else { 1.0 })
-                }
-                Some(super::snapshot::Lookup::Void { .. }) => emit(&[("domain", d)], 0.0),
-                _ => Ok(()),
-            },
-        )?;
-        family(
-            &mut encoder,
-            "mailroute_dns_rrsig_expiry_timestamp_seconds",
-            "Unix time at which the earliest RRSIG the server serves over SOA, NS, DNSKEY, MX or the apex A/AAAA/TXT expires",
-            r,
-            |d, r, emit| {
-                let Some(x) = r.snapshot.as_ref().and_then(|s| s.dnssec.as_ref()) else { return Ok(()) };
-                for s in &x.servers {
-                    let Some(t) = s.earliest_expiration() else { continue };
-                    addr.clear();
-                    let _ = write!(addr, "{}", s.address);
-                    emit(&[("domain", d), ("nameserver", s.name.as_str()), ("address", addr.as_str())], t as f64)?;
-                }
-                Ok(())
-            },
-        )?;
-        family(
-            &mut encoder,
-            "mailroute_dns_round_success",
-            "1 when the last round could judge the domain, 0 when it could not (check dns_round_failed says why)",
-            r,
-            |d, r, emit| emit(&[("domain", d)], if r.round_failed() { 0.0 } else { 1.0 }),
-        )?;
-        family(
-            &mut encoder,
-            "mailroute_dns_last_check_timestamp_seconds",
-            "Unix time at which the last complete round for the domain ended",
-            r,
-            |d, r, emit| match r.finished_at {
-                Some(t) => emit(&[("domain", d)], t),
-                None => Ok(()),
-            },
-        )?;
-        family(
-            &mut encoder,
-            "mailroute_dns_check_duration_seconds",
-            "Duration of the last round for the domain",
-            r,
-            |d, r, emit| emit(&[("domain", d)], r.duration_seconds),
-        )?;
-        Ok(())
+    fn encode(&self, encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        encode_results(&self.state.results(), encoder)
     }
+}
+
+/// Renders one `/probe` round's result: the same families as [`DnsCollector`].
+#[derive(Debug)]
+pub struct ProbeCollector(pub ProbeOutcome);
+
+impl Collector for ProbeCollector {
+    fn encode(&self, encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        encode_results(&self.0, encoder)
+    }
+}
+
+/// The DNS metric families (SPEC §5.2, §7.3) of a set of results: the static
+/// configuration's latest round, or one `/probe` round.
+pub fn encode_results(r: &BTreeMap<String, DomainResult>, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+    if r.is_empty() {
+        return Ok(());
+    }
+    let mut addr = String::with_capacity(48);
+    family(
+        &mut encoder,
+        "mailroute_dns_check_failed",
+        "1 when the check fails, 0 when it passes, for every check evaluated in the last round",
+        r,
+        |d, r, emit| {
+            for c in &r.checks {
+                emit(
+                    &[("domain", d), ("check", c.check), ("severity", c.severity.as_str())],
+                    if c.failed { 1.0 } else { 0.0 },
+                )?;
+            }
+            Ok(())
+        },
+    )?;
+    let servers = |name: &'static str,
+                   help: &'static str,
+                   value: fn(&super::snapshot::Server, Option<u32>) -> Option<f64>,
+                   encoder: &mut DescriptorEncoder,
+                   addr: &mut String| {
+        family(encoder, name, help, r, |d, r, emit| {
+            let Some(s) = &r.snapshot else { return Ok(()) };
+            let serials: Vec<u32> = s.up().filter_map(|x| x.soa.as_ref().map(|soa| soa.serial)).collect();
+            let top = checks::soa::highest_serial(&serials);
+            for x in &s.servers {
+                let Some(v) = value(x, top) else { continue };
+                addr.clear();
+                let _ = write!(addr, "{}", x.address);
+                emit(&[("domain", d), ("nameserver", x.name.as_str()), ("address", addr.as_str())], v)?;
+            }
+            Ok(())
+        })
+    };
+    servers(
+        "mailroute_dns_nameserver_up",
+        "1 when the server answered the SOA query authoritatively (AA, NOERROR)",
+        |x, _| Some(if x.is_up() { 1.0 } else { 0.0 }),
+        &mut encoder,
+        &mut addr,
+    )?;
+    servers(
+        "mailroute_dns_nameserver_rtt_seconds",
+        "Round-trip time of the SOA query",
+        |x, _| x.rtt_seconds,
+        &mut encoder,
+        &mut addr,
+    )?;
+    servers(
+        "mailroute_dns_soa_serial",
+        "SOA serial served",
+        |x, _| x.soa.as_ref().filter(|_| x.is_up()).map(|s| f64::from(s.serial)),
+        &mut encoder,
+        &mut addr,
+    )?;
+    servers(
+        "mailroute_dns_soa_serial_behind",
+        "RFC 1982 distance below the highest serial seen (0 = in sync)",
+        |x, top| {
+            let (soa, top) = (x.soa.as_ref().filter(|_| x.is_up())?, top?);
+            Some(f64::from(checks::soa::serial_behind(top, soa.serial)))
+        },
+        &mut encoder,
+        &mut addr,
+    )?;
+    let mut pref = String::with_capacity(8);
+    family(&mut encoder, "mailroute_dns_mx_info", "MX records served (union over the servers)", r, |d, r, emit| {
+        let Some(s) = &r.snapshot else { return Ok(()) };
+        for m in s.mx_union() {
+            pref.clear();
+            let _ = write!(pref, "{}", m.preference);
+            emit(&[("domain", d), ("exchange", m.exchange.as_str()), ("preference", pref.as_str())], 1.0)?;
+        }
+        Ok(())
+    })?;
+    family(
+        &mut encoder,
+        "mailroute_dns_apex_address_info",
+        "Apex A/AAAA addresses, and whether an MX exchange has the same address",
+        r,
+        |d, r, emit| {
+            let Some(s) = &r.snapshot else { return Ok(()) };
+            let mx = s.mx_addresses();
+            for a in s.apex_union() {
+                addr.clear();
+                let _ = write!(addr, "{a}");
+                emit(
+                    &[
+                        ("domain", d),
+                        ("address", addr.as_str()),
+                        ("served_by_mx", if mx.contains(&a) { "true" } else { "false" }),
+                    ],
+                    1.0,
+                )?;
+            }
+            Ok(())
+        },
+    )?;
+    family(
+        &mut encoder,
+        "mailroute_dns_spf_lookups",
+        "DNS-querying terms an evaluation of the domain's SPF policy needs (RFC 7208 section 4.6.4 allows 10)",
+        r,
+        |d, r, emit| match r.snapshot.as_ref().and_then(checks::spf::lookup_count) {
+            Some(n) => emit(&[("domain", d)], n as f64),
+            None => Ok(()),
+        },
+    )?;
+    // ---- SMTP TLS (issue 12)
+    family(
+        &mut encoder,
+        "mailroute_mta_sts_policy_info",
+        "1 for the domain's valid MTA-STS policy: its mode and the _mta-sts record's id",
+        r,
+        |d, r, emit| {
+            let Some(s) = &r.snapshot else { return Ok(()) };
+            match (&s.policy.mta_sts, checks::tls::valid_policy(s)) {
+                (Some(f), Some(p)) => emit(&[("domain", d), ("mode", p.mode.as_str()), ("id", f.id.as_str())], 1.0),
+                _ => Ok(()),
+            }
+        },
+    )?;
+    family(
+        &mut encoder,
+        "mailroute_smtp_tls_certificate_expiry_timestamp_seconds",
+        "Unix time at which the certificate an MX address presents after STARTTLS expires (starttls_probe)",
+        r,
+        |d, r, emit| {
+            let Some(st) = r.snapshot.as_ref().and_then(|s| s.policy.starttls.as_ref()) else { return Ok(()) };
+            for p in &st.probes {
+                if let super::snapshot::StarttlsOutcome::Tls { not_after: Some(t), .. } = &p.outcome {
+                    addr.clear();
+                    let _ = write!(addr, "{}", p.address);
+                    emit(&[("domain", d), ("exchange", p.exchange.as_str()), ("address", addr.as_str())], *t as f64)?;
+                }
+            }
+            Ok(())
+        },
+    )?;
+    family(
+        &mut encoder,
+        "mailroute_dns_dnssec_signed",
+        "1 when the parent zone has DS records for the domain's zone, 0 when it has none",
+        r,
+        |d, r, emit| match r.snapshot.as_ref().and_then(|s| s.dnssec.as_ref()).map(|x| &x.ds) {
+            Some(super::snapshot::Lookup::Found(ds)) => emit(&[("domain", d)], if ds.is_empty() { 0.0 } else { 1.0 }),
+            Some(super::snapshot::Lookup::Void { .. }) => emit(&[("domain", d)], 0.0),
+            _ => Ok(()),
+        },
+    )?;
+    family(
+        &mut encoder,
+        "mailroute_dns_rrsig_expiry_timestamp_seconds",
+        "Unix time at which the earliest RRSIG the server serves over SOA, NS, DNSKEY, MX or the apex A/AAAA/TXT expires",
+        r,
+        |d, r, emit| {
+            let Some(x) = r.snapshot.as_ref().and_then(|s| s.dnssec.as_ref()) else { return Ok(()) };
+            for s in &x.servers {
+                let Some(t) = s.earliest_expiration() else { continue };
+                addr.clear();
+                let _ = write!(addr, "{}", s.address);
+                emit(&[("domain", d), ("nameserver", s.name.as_str()), ("address", addr.as_str())], t as f64)?;
+            }
+            Ok(())
+        },
+    )?;
+    family(
+        &mut encoder,
+        "mailroute_dns_round_success",
+        "1 when the last round could judge the domain, 0 when it could not (check dns_round_failed says why)",
+        r,
+        |d, r, emit| emit(&[("domain", d)], if r.round_failed() { 0.0 } else { 1.0 }),
+    )?;
+    family(
+        &mut encoder,
+        "mailroute_dns_last_check_timestamp_seconds",
+        "Unix time at which the last complete round for the domain ended",
+        r,
+        |d, r, emit| match r.finished_at {
+            Some(t) => emit(&[("domain", d)], t),
+            None => Ok(()),
+        },
+    )?;
+    family(
+        &mut encoder,
+        "mailroute_dns_check_duration_seconds",
+        "Duration of the last round for the domain",
+        r,
+        |d, r, emit| emit(&[("domain", d)], r.duration_seconds),
+    )?;
+    Ok(())
 }
 
 /// Runs rounds forever: one at start, then every interval with up to 10 % jitter,
