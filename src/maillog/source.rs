@@ -18,7 +18,7 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// a busy log is read in batches (the latency target is 20 ms).
 pub const MIN_POLL_GAP: Duration = Duration::from_millis(2);
 /// How often a file is read while a sibling is being written (a rotation copy).
-pub const CLOSE_POLL: Duration = Duration::from_micros(500);
+pub const CLOSE_POLL: Duration = Duration::from_millis(1);
 /// How long after the last write to a sibling the close reading goes on.
 pub const COPY_WATCH: Duration = Duration::from_millis(500);
 
@@ -135,9 +135,9 @@ pub fn spawn_path(
 
 /// Watches the file's directory with inotify (through `notify`) and wakes the
 /// source on every change there; `None` when the watch cannot be set up (polling
-/// alone then). A write to a sibling of the file (`mail.log.1`, `mail.log-DATE`:
-/// logrotate making a copy) is noted in `sibling`, so the source can read closely
-/// until the truncate that follows a copy.
+/// alone then). A sibling of the file created and written (`mail.log.1`,
+/// `mail.log-DATE`: logrotate making a copy) is noted in `sibling`, so the source
+/// can read closely until the truncate that follows a copy.
 fn watch(
     path: &str,
     stop: &Arc<Shutdown>,
@@ -153,14 +153,21 @@ fn watch(
     let (waker, sibling) = (stop.clone(), sibling.clone());
     let on_event = move |e: notify::Result<notify::Event>| {
         if let Ok(e) = e
-            && matches!(e.kind, notify::EventKind::Create(_) | notify::EventKind::Modify(_))
             && e.paths.iter().any(|p| {
                 p.file_name()
                     .is_some_and(|n| n != base.as_os_str() && n.as_encoded_bytes().starts_with(base.as_encoded_bytes()))
             })
             && let Ok(mut s) = sibling.lock()
         {
-            *s = Some(Instant::now());
+            use notify::event::{EventKind, ModifyKind};
+            // a new sibling starts the watch (logrotate creates its copy); writes to
+            // it keep it going while it lasts. Renames (logrotate `create`) do not.
+            let active = s.is_some_and(|t| t.elapsed() < COPY_WATCH);
+            match e.kind {
+                EventKind::Create(_) => *s = Some(Instant::now()),
+                EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any) if active => *s = Some(Instant::now()),
+                _ => {}
+            }
         }
         waker.wake();
     };
@@ -225,6 +232,9 @@ fn run_file(
                 TailEvent::Resumed { offset, rotated } => {
                     tracing::info!(source = path, offset, rotated, "resumed where the last run stopped")
                 }
+                TailEvent::SkippedGeneration(file) => {
+                    tracing::info!(source = path, file = %file.display(), "read a rotated file never seen at the path")
+                }
                 TailEvent::Lost(what) => {
                     counters.read_errors.inc();
                     tracing::warn!(
@@ -255,7 +265,7 @@ fn run_file(
         // back off on errors so a persistent failure costs little
         // a sibling being written is logrotate's copy (copytruncate): what the writer
         // appends between the copy and the truncate exists only until the truncate,
-        // so read it at once, every CLOSE_POLL, until the siblings are quiet again
+        // so read it at once, every CLOSE_POLL, until the new sibling is quiet again
         let copying = sibling.lock().ok().and_then(|s| *s).is_some_and(|t| t.elapsed() < COPY_WATCH);
         let pause = if tail.state() == TailState::Error {
             Duration::from_secs(1)
