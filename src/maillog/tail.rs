@@ -13,13 +13,20 @@
 //!   change (the file was emptied and refilled between two reads): the rest is read
 //!   from the copy (same first bytes, found beside the path, compressed files
 //!   skipped), then the truncated file from 0. Only lines written between
-//!   logrotate's copy and its truncate are lost (in neither file when read);
+//!   logrotate's copy and its truncate and not yet read are lost (in no file then);
+//! - **several rotations between two reads** (a slow moment, or while the exporter
+//!   was stopped): the generations never seen at the path are read whole, oldest
+//!   first, ordered by birth time (a file system without birth times loses them);
+//! - **a restart** ([`FileTail::with_resume`], the state file): reading goes on at
+//!   the saved offset, in the same file or in its rotation (found by inode and first
+//!   bytes), see [`FileTail::saved_position`];
 //! - **a file that does not exist yet**: it is picked up from its beginning when it
 //!   appears (`start = "end"` applies only to a file present at startup).
 //!
 //! The tailer yields lines and nothing else: it knows nothing about mail. Each
 //! [`FileTail::poll`] does its I/O and returns; the caller decides when to poll
-//! again (100 ms in `serve`), which also makes the rotation tests deterministic.
+//! again (`serve`: on inotify events, at least every 100 ms), which also makes the
+//! rotation tests deterministic.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
