@@ -955,6 +955,26 @@ mod tests {
     }
 
     #[test]
+    fn state_file_and_syslog_max_connections() {
+        let c = Config::parse("", "empty").unwrap();
+        assert_eq!((c.maillog.state_file.as_deref(), c.maillog.syslog_max_connections), (None, 10_000));
+        let c = Config::parse("[maillog]\nstate_file = \"/var/lib/m/state\"\nsyslog_max_connections = 3\n", "c.toml")
+            .unwrap();
+        assert_eq!((c.maillog.state_file.as_deref(), c.maillog.syslog_max_connections), (Some("/var/lib/m/state"), 3));
+        let e = Config::parse("[maillog]\nsyslog_max_connections = 0\n", "c.toml").unwrap_err();
+        assert_eq!((e.key.as_str(), e.line), ("maillog.syslog_max_connections", 2));
+        let e = Config::parse("[maillog]\nstate_file = \"\"\n", "c.toml").unwrap_err();
+        assert_eq!(e.key, "maillog.state_file");
+        let e = Config::parse("[maillog]\nstate_file = \"/var/lib/m/\"\n", "c.toml").unwrap_err();
+        assert_eq!(e.key, "maillog.state_file");
+        let mut c = Config::parse("", "empty").unwrap();
+        c.apply(&Overrides { maillog_state_file: Some("/tmp/s".into()), ..Overrides::default() }).unwrap();
+        assert_eq!(c.maillog.state_file.as_deref(), Some("/tmp/s"));
+        let e = c.apply(&Overrides { maillog_state_file: Some(String::new()), ..Overrides::default() }).unwrap_err();
+        assert_eq!(e.key, "--maillog.state-file");
+    }
+
+    #[test]
     fn journal_flag_replaces_only_the_default_path() {
         let mut c = Config::parse("", "t").unwrap();
         c.apply(&Overrides { maillog_journal: true, ..Overrides::default() }).unwrap();

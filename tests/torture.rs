@@ -334,6 +334,10 @@ fn run(style: Style, secs: f64, every: Duration) -> Report {
         }
     }
     let stderr = ex.stderr();
+    if counted != written {
+        let tail: String = stderr.chars().rev().take(4000).collect::<Vec<_>>().into_iter().rev().collect();
+        eprintln!("{}: the exporter's stderr (last 4,000 characters):\n{tail}", style.name());
+    }
     Report {
         style,
         secs: wsecs,
@@ -343,7 +347,8 @@ fn run(style: Style, secs: f64, every: Duration) -> Report {
         over,
         under,
         read_errors: metric_sum(&text, "mailroute_log_read_errors_total", &[]),
-        stderr_rotated: stderr.matches("log rotated").count(),
+        // a generation rotated away between two reads is read whole, and said so
+        stderr_rotated: stderr.matches("log rotated").count() + stderr.matches("never seen at the path").count(),
         stderr_truncated: stderr.matches("log truncated").count(),
         stderr_copies: stderr.matches("from its rotated copy").count(),
     }

@@ -4,7 +4,7 @@
 use std::io::Read;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::processor::{MailState, Processor};
 use super::tail::{FileTail, LineSplitter, TailEvent, TailState};
@@ -17,6 +17,10 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// Polls follow each other at least this far apart, however many events arrive:
 /// a busy log is read in batches (the latency target is 20 ms).
 pub const MIN_POLL_GAP: Duration = Duration::from_millis(2);
+/// How often a file is read while a sibling is being written (a rotation copy).
+pub const CLOSE_POLL: Duration = Duration::from_millis(1);
+/// How long after the last write to a sibling the close reading goes on.
+pub const COPY_WATCH: Duration = Duration::from_millis(500);
 
 /// A stop signal that wakes sleeping threads at once; [`Shutdown::wake`] also ends a
 /// wait early without stopping (a file changed).
@@ -131,15 +135,43 @@ pub fn spawn_path(
 
 /// Watches the file's directory with inotify (through `notify`) and wakes the
 /// source on every change there; `None` when the watch cannot be set up (polling
-/// alone then).
-fn watch(path: &str, stop: &Arc<Shutdown>) -> Option<notify::RecommendedWatcher> {
+/// alone then). A sibling of the file created and written (`mail.log.1`,
+/// `mail.log-DATE`: logrotate making a copy) is noted in `sibling`, so the source
+/// can read closely until the truncate that follows a copy.
+fn watch(
+    path: &str,
+    stop: &Arc<Shutdown>,
+    sibling: &Arc<Mutex<Option<Instant>>>,
+) -> Option<notify::RecommendedWatcher> {
     use notify::Watcher;
-    let dir = match std::path::Path::new(path).parent() {
+    let file = std::path::Path::new(path);
+    let dir = match file.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => std::path::PathBuf::from("."),
     };
-    let waker = stop.clone();
-    let mut w = notify::recommended_watcher(move |_: notify::Result<notify::Event>| waker.wake()).ok()?;
+    let base = file.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let (waker, sibling) = (stop.clone(), sibling.clone());
+    let on_event = move |e: notify::Result<notify::Event>| {
+        if let Ok(e) = e
+            && e.paths.iter().any(|p| {
+                p.file_name()
+                    .is_some_and(|n| n != base.as_os_str() && n.as_encoded_bytes().starts_with(base.as_encoded_bytes()))
+            })
+            && let Ok(mut s) = sibling.lock()
+        {
+            use notify::event::{EventKind, ModifyKind};
+            // a new sibling starts the watch (logrotate creates its copy); writes to
+            // it keep it going while it lasts. Renames (logrotate `create`) do not.
+            let active = s.is_some_and(|t| t.elapsed() < COPY_WATCH);
+            match e.kind {
+                EventKind::Create(_) => *s = Some(Instant::now()),
+                EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any) if active => *s = Some(Instant::now()),
+                _ => {}
+            }
+        }
+        waker.wake();
+    };
+    let mut w = notify::recommended_watcher(on_event).ok()?;
     match w.watch(&dir, notify::RecursiveMode::NonRecursive) {
         Ok(()) => Some(w),
         Err(e) => {
@@ -160,10 +192,11 @@ fn run_file(
 ) {
     let mut tail = FileTail::new(path, start).with_resume(resume);
     let mut watcher = None;
+    let sibling: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
     let mut last_logged_error: Option<String> = None;
     loop {
         if watcher.is_none() {
-            watcher = watch(path, stop);
+            watcher = watch(path, stop, &sibling);
         }
         let polled_at = std::time::Instant::now();
         let stopping = stop.is_stopped();
@@ -199,6 +232,9 @@ fn run_file(
                 TailEvent::Resumed { offset, rotated } => {
                     tracing::info!(source = path, offset, rotated, "resumed where the last run stopped")
                 }
+                TailEvent::SkippedGeneration(file) => {
+                    tracing::info!(source = path, file = %file.display(), "read a rotated file never seen at the path")
+                }
                 TailEvent::Lost(what) => {
                     counters.read_errors.inc();
                     tracing::warn!(
@@ -227,8 +263,18 @@ fn run_file(
             return;
         }
         // back off on errors so a persistent failure costs little
-        let pause = if tail.state() == TailState::Error { Duration::from_secs(1) } else { POLL_INTERVAL };
-        if let Some(gap) = MIN_POLL_GAP.checked_sub(polled_at.elapsed()) {
+        // a sibling being written is logrotate's copy (copytruncate): what the writer
+        // appends between the copy and the truncate exists only until the truncate,
+        // so read it at once, every CLOSE_POLL, until the new sibling is quiet again
+        let copying = sibling.lock().ok().and_then(|s| *s).is_some_and(|t| t.elapsed() < COPY_WATCH);
+        let pause = if tail.state() == TailState::Error {
+            Duration::from_secs(1)
+        } else if copying {
+            CLOSE_POLL
+        } else {
+            POLL_INTERVAL
+        };
+        if !copying && let Some(gap) = MIN_POLL_GAP.checked_sub(polled_at.elapsed()) {
             std::thread::sleep(gap);
         }
         if stop.wait(pause) {

@@ -13,13 +13,20 @@
 //!   change (the file was emptied and refilled between two reads): the rest is read
 //!   from the copy (same first bytes, found beside the path, compressed files
 //!   skipped), then the truncated file from 0. Only lines written between
-//!   logrotate's copy and its truncate are lost (in neither file when read);
+//!   logrotate's copy and its truncate and not yet read are lost (in no file then);
+//! - **several rotations between two reads** (a slow moment, or while the exporter
+//!   was stopped): the generations never seen at the path are read whole, oldest
+//!   first, ordered by birth time (a file system without birth times loses them);
+//! - **a restart** ([`FileTail::with_resume`], the state file): reading goes on at
+//!   the saved offset, in the same file or in its rotation (found by inode and first
+//!   bytes), see [`FileTail::saved_position`];
 //! - **a file that does not exist yet**: it is picked up from its beginning when it
 //!   appears (`start = "end"` applies only to a file present at startup).
 //!
 //! The tailer yields lines and nothing else: it knows nothing about mail. Each
 //! [`FileTail::poll`] does its I/O and returns; the caller decides when to poll
-//! again (100 ms in `serve`), which also makes the rotation tests deterministic.
+//! again (`serve`: on inotify events, at least every 100 ms), which also makes the
+//! rotation tests deterministic.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -138,6 +145,9 @@ pub enum TailEvent {
     },
     /// A saved position's file is gone; its unread lines are lost.
     Lost(String),
+    /// A rotated generation never followed at the path (several rotations between
+    /// two reads, or while stopped) was read whole.
+    SkippedGeneration(PathBuf),
     Error(String),
 }
 
@@ -284,10 +294,14 @@ fn locate(path: &Path, at: &FilePosition, exclude: Option<(u64, u64)>) -> Option
     by_content
 }
 
-/// The rotations of `path` (not the path itself, nor `skip`) last modified no
-/// earlier than `than`, oldest first: the generations a writer filled after it.
+/// The rotations of `path` (not the path itself, nor `skip`) created after `than`,
+/// oldest first: the generations a writer filled after it, never opened at the path.
+/// Creation (birth) time orders generations: a rename keeps it, while modification
+/// times do not (a writer may append to the previous file after the next one was
+/// created). Without birth times (a file system that keeps none) nothing is
+/// returned: a generation skipped then is lost, never counted twice.
 fn newer_rotations(path: &Path, than: &File, skip: &[(u64, u64)]) -> Vec<(PathBuf, File)> {
-    let Ok(since) = than.metadata().and_then(|m| m.modified()) else { return Vec::new() };
+    let Ok(since) = than.metadata().and_then(|m| m.created()) else { return Vec::new() };
     let at_path = std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
     let mut out = Vec::new();
     for cand in rotation_candidates(path).into_iter().skip(1) {
@@ -297,15 +311,13 @@ fn newer_rotations(path: &Path, than: &File, skip: &[(u64, u64)]) -> Vec<(PathBu
         if !meta.is_file() || skip.contains(&id) || Some(id) == at_path {
             continue;
         }
-        // `>=`: modification times are as coarse as the kernel's clock tick; a file
-        // older than `than` was last written before `than` was first written
-        if let Ok(m) = meta.modified()
-            && m >= since
+        if let Ok(born) = meta.created()
+            && born > since
         {
-            out.push((m, cand, file));
+            out.push((born, cand, file));
         }
     }
-    out.sort_by_key(|(m, _, _)| *m);
+    out.sort_by_key(|(b, _, _)| *b);
     out.into_iter().map(|(_, p, f)| (p, f)).collect()
 }
 
@@ -431,6 +443,9 @@ impl FileTail {
                     // read until it is quiet; an older one still draining is closed now
                     self.drain(emit, true);
                     if let Some(file) = self.file.take() {
+                        // rotated more than once since the last poll (a slow moment):
+                        // the generations in between are read whole, in order
+                        let newer = newer_rotations(&self.path, &file, &[self.id]);
                         let splitter = std::mem::take(&mut self.splitter);
                         self.draining = Some(Draining {
                             file,
@@ -440,6 +455,10 @@ impl FileTail {
                             splitter,
                             active: Instant::now(),
                         });
+                        if !newer.is_empty() {
+                            self.drain(emit, true);
+                            self.read_whole(newer, emit, notice);
+                        }
                     }
                     notice(TailEvent::Rotated);
                     self.open(emit, notice);
@@ -548,16 +567,26 @@ impl FileTail {
                 self.drain(emit, false);
             } else {
                 self.drain(emit, true);
-                for (name, mut file) in newer {
-                    let mut splitter = LineSplitter::default();
-                    if let Err(e) = read_all_from(&mut file, &mut self.buf, &mut splitter, emit) {
-                        notice(TailEvent::Error(format!("reading {}: {e}", name.display())));
-                    }
-                    splitter.flush(emit);
-                    notice(TailEvent::Resumed { offset: 0, rotated: true });
-                }
+                self.read_whole(newer, emit, notice);
             }
             self.open(emit, notice);
+        }
+    }
+
+    /// Reads rotated generations that were never opened, whole, in the order given.
+    fn read_whole(
+        &mut self,
+        files: Vec<(PathBuf, File)>,
+        emit: &mut dyn FnMut(&[u8], bool),
+        notice: &mut dyn FnMut(TailEvent),
+    ) {
+        for (name, mut file) in files {
+            let mut splitter = LineSplitter::default();
+            if let Err(e) = read_all_from(&mut file, &mut self.buf, &mut splitter, emit) {
+                notice(TailEvent::Error(format!("reading {}: {e}", name.display())));
+            }
+            splitter.flush(emit);
+            notice(TailEvent::SkippedGeneration(name));
         }
     }
 
@@ -816,6 +845,51 @@ mod tests {
         old.write_all(b" too late\n").unwrap();
         append(&p, "d\n");
         assert_eq!(poll(&mut t).0, vec!["d"]);
+    }
+
+    #[test]
+    fn two_rotations_between_polls_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("mail.log");
+        append(&p, "a\n");
+        let mut t = FileTail::new(&p, Start::Beginning);
+        assert_eq!(poll(&mut t).0, vec!["a"]);
+        append(&p, "b\n");
+        std::fs::rename(&p, dir.path().join("mail.log.1")).unwrap();
+        append(&p, "c\n");
+        std::fs::rename(dir.path().join("mail.log.1"), dir.path().join("mail.log.2")).unwrap();
+        std::fs::rename(&p, dir.path().join("mail.log.1")).unwrap();
+        append(&p, "d\n");
+        let (lines, events) = poll(&mut t);
+        assert_eq!(lines, vec!["b", "c", "d"]);
+        assert!(events.contains(&TailEvent::SkippedGeneration(dir.path().join("mail.log.1"))), "{events:?}");
+        // the next rotation reads nothing twice
+        append(&p, "e\n");
+        std::fs::rename(dir.path().join("mail.log.1"), dir.path().join("mail.log.3")).unwrap();
+        std::fs::rename(&p, dir.path().join("mail.log.1")).unwrap();
+        append(&p, "f\n");
+        assert_eq!(poll(&mut t).0, vec!["e", "f"]);
+    }
+
+    /// A writer appends to the previous file after the next one was created, and the
+    /// next one stays empty until it is rotated too: the previous file is newer by
+    /// modification time but older by birth, and is not read again.
+    #[test]
+    fn a_late_write_to_the_previous_generation_is_not_read_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("mail.log");
+        append(&p, "a\n");
+        let mut t = FileTail::new(&p, Start::Beginning);
+        assert_eq!(poll(&mut t).0, vec!["a"]);
+        std::fs::rename(&p, dir.path().join("mail.log.1")).unwrap();
+        File::create(&p).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        append(&dir.path().join("mail.log.1"), "b\n");
+        assert_eq!(poll(&mut t).0, vec!["b"]);
+        std::fs::rename(dir.path().join("mail.log.1"), dir.path().join("mail.log.2")).unwrap();
+        std::fs::rename(&p, dir.path().join("mail.log.1")).unwrap();
+        append(&p, "c\n");
+        assert_eq!(poll(&mut t).0, vec!["c"]);
     }
 
     #[test]

@@ -94,10 +94,12 @@ impl Exporter {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {
                         let text = String::from_utf8_lossy(&line).into_owned();
+                        // the line is kept before the start is reported, so a test
+                        // that looks at stderr right after the start sees it
+                        sink.lock().unwrap().push_str(&text);
                         if let Some(addr) = listening_address(&text) {
                             let _ = tx.send(addr);
                         }
-                        sink.lock().unwrap().push_str(&text);
                     }
                 }
             }
