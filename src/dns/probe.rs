@@ -223,6 +223,12 @@ impl Prober {
         self.rate.as_ref().map(|r| r.qps())
     }
 
+    /// The query counters (`mailroute_dns_queries_total`), for the recursive
+    /// lookups to count theirs in the same family.
+    pub fn counters(&self) -> Option<Family<QueryResultLabels, Counter>> {
+        self.counters.clone()
+    }
+
     pub fn timeout(&self) -> Duration {
         self.timeout
     }

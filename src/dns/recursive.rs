@@ -24,7 +24,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::future::{BoxFuture, Shared};
+use futures_util::{FutureExt, StreamExt};
 use hickory_proto::op::{DnsRequestOptions, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverOpts};
@@ -33,7 +34,10 @@ use hickory_resolver::net::{DnsError, DnsHandle, NetError};
 use hickory_resolver::{NameServerPool, PoolContext, TlsConfig};
 use tokio::time::Instant;
 
-use super::probe::Response;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+
+use super::probe::{QueryResult, QueryResultLabels, Response};
 use super::snapshot::{HostLookup, norm};
 
 /// The most CNAMEs followed for one name (RFC 1034 §3.6.2 does not bound it; BIND
@@ -110,7 +114,14 @@ pub struct Recursive {
     servers: String,
     /// Bounds the lookups in flight ([`Recursive::with_limit`]).
     limit: Option<Arc<tokio::sync::Semaphore>>,
+    /// `mailroute_dns_queries_total`: every attempt counts, by result.
+    counters: Option<Family<QueryResultLabels, Counter>>,
+    /// The lookups in flight, shared by everyone asking the same question meanwhile.
+    in_flight: Arc<Mutex<HashMap<(String, RecordType), InFlight>>>,
 }
+
+/// A lookup in flight that several askers await.
+type InFlight = Shared<BoxFuture<'static, Result<Response, String>>>;
 
 impl std::fmt::Debug for Recursive {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -140,6 +151,8 @@ impl Recursive {
             attempt,
             servers: "(none)".to_string(),
             limit: None,
+            counters: None,
+            in_flight: Arc::default(),
         };
         let mut opts = ResolverOpts::default();
         let servers: Vec<NameServerConfig> = if resolvers.is_empty() {
@@ -174,13 +187,29 @@ impl Recursive {
         };
         let cx = Arc::new(PoolContext::new(opts, tls));
         let pool = NameServerPool::from_config(servers, cx, TokioRuntimeProvider::default());
-        Recursive { pool: Some(pool), problem: None, cache: Arc::default(), attempt, servers: names, limit: None }
+        Recursive {
+            pool: Some(pool),
+            problem: None,
+            cache: Arc::default(),
+            attempt,
+            servers: names,
+            limit: None,
+            counters: None,
+            in_flight: Arc::default(),
+        }
     }
 
     /// At most `n` lookups in flight at once (a round uses `dns.concurrency`), so a
     /// large round does not flood the resolvers.
     pub fn with_limit(mut self, n: usize) -> Recursive {
         self.limit = Some(Arc::new(tokio::sync::Semaphore::new(n.max(1))));
+        self
+    }
+
+    /// Counts every attempt in `counters` (`mailroute_dns_queries_total`), as the
+    /// prober counts its queries to the authoritative servers.
+    pub fn with_counters(mut self, counters: Option<Family<QueryResultLabels, Counter>>) -> Recursive {
+        self.counters = counters;
         self
     }
 
@@ -194,22 +223,44 @@ impl Recursive {
     /// an error in words. The answer's records are those of the response (CNAMEs
     /// kept; for a negative answer the authority section holds the SOA). Answers
     /// and failures are kept for the rest of the round.
+    /// Concurrent askers of one question share the one lookup in flight.
     pub async fn query(&self, qname: &str, rtype: RecordType) -> Result<Response, String> {
         let key = (norm(qname), rtype);
         if let Some(hit) = self.cache.lock().ok().and_then(|c| c.get(&key)) {
             return hit;
         }
-        let r = match &self.limit {
+        let shared = {
+            let Ok(mut flying) = self.in_flight.lock() else { return self.fetch(qname, rtype).await };
+            match flying.get(&key) {
+                Some(f) => f.clone(),
+                None => {
+                    let me = self.clone();
+                    let q = qname.to_string();
+                    let f = async move { me.fetch(&q, rtype).await }.boxed().shared();
+                    flying.insert(key.clone(), f.clone());
+                    f
+                }
+            }
+        };
+        let r = shared.await;
+        if let Ok(mut c) = self.cache.lock() {
+            c.insert(key.clone(), r.clone());
+        }
+        if let Ok(mut flying) = self.in_flight.lock() {
+            flying.remove(&key);
+        }
+        r
+    }
+
+    /// One lookup, within the bound on lookups in flight.
+    async fn fetch(&self, qname: &str, rtype: RecordType) -> Result<Response, String> {
+        match &self.limit {
             Some(limit) => match limit.acquire().await {
                 Ok(_permit) => self.ask(qname, rtype).await,
                 Err(_) => Err(format!("{qname} {rtype}: the resolver is closed")),
             },
             None => self.ask(qname, rtype).await,
-        };
-        if let Ok(mut c) = self.cache.lock() {
-            c.insert(key, r.clone());
         }
-        r
     }
 
     async fn ask(&self, qname: &str, rtype: RecordType) -> Result<Response, String> {
@@ -277,6 +328,9 @@ impl Recursive {
                 Ok(Some(Err(NetError::Timeout))) => Err("no answer (timeout)".to_string()),
                 Ok(Some(Err(e))) => Err(e.to_string()),
             };
+            if let Some(c) = &self.counters {
+                c.get_or_create(&QueryResultLabels { result: attempt_result(&outcome).as_str() }).inc();
+            }
             match outcome {
                 Ok(resp) => return Ok(resp),
                 Err(e) => last = e,
@@ -286,6 +340,18 @@ impl Recursive {
             }
         }
         fail(last)
+    }
+}
+
+/// The `result` label of one attempt: the words of [`Recursive::query`]'s errors
+/// map back onto the prober's classes.
+fn attempt_result(outcome: &Result<Response, String>) -> QueryResult {
+    match outcome {
+        Ok(_) => QueryResult::Ok,
+        Err(e) if e.starts_with("answered SERVFAIL") => QueryResult::Servfail,
+        Err(e) if e.starts_with("answered REFUSED") => QueryResult::Refused,
+        Err(e) if e.starts_with("no answer") => QueryResult::Timeout,
+        Err(_) => QueryResult::Error,
     }
 }
 

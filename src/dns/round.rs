@@ -521,7 +521,9 @@ async fn delegation_from_parents(prober: &Prober, rec: &Recursive, port: u16, do
 /// Runs discovery and the server probes for one domain, with a resolver of its
 /// own (no cache shared with other domains).
 pub async fn snapshot(prober: &Prober, settings: &Settings, config: &DomainConfig) -> Snapshot {
-    let rec = Recursive::new(&settings.resolvers, prober.timeout()).with_limit(prober.concurrency());
+    let rec = Recursive::new(&settings.resolvers, prober.timeout())
+        .with_limit(prober.concurrency())
+        .with_counters(prober.counters());
     snapshot_with(prober, &rec, settings, config).await
 }
 

@@ -115,7 +115,9 @@ pub async fn run_round(
 ) -> BTreeMap<String, DomainResult> {
     // one resolver, and so one cache, per round: shared names are asked once, and no
     // answer outlives the round
-    let rec = Recursive::new(&settings.resolvers, prober.timeout()).with_limit(prober.concurrency());
+    let rec = Recursive::new(&settings.resolvers, prober.timeout())
+        .with_limit(prober.concurrency())
+        .with_counters(prober.counters());
     let rec = &rec;
     let work = domains.iter().cloned().map(|d| round_one(prober, rec, settings, d, deadline));
     // a bounded number of domains in flight keeps memory flat for large configurations;
@@ -240,7 +242,13 @@ impl DnsState {
 
     /// The resolver shared by probes (its cache with it), renewed every `period`.
     fn probe_lookups(&self, period: Duration, prober: &Prober, settings: &Settings) -> Arc<Recursive> {
-        let fresh = || Arc::new(Recursive::new(&settings.resolvers, prober.timeout()).with_limit(prober.concurrency()));
+        let fresh = || {
+            Arc::new(
+                Recursive::new(&settings.resolvers, prober.timeout())
+                    .with_limit(prober.concurrency())
+                    .with_counters(prober.counters()),
+            )
+        };
         let Ok(mut g) = self.probe_lookups.lock() else { return fresh() };
         match &*g {
             Some((at, rec)) if at.elapsed() < period => rec.clone(),
