@@ -115,6 +115,12 @@ pub fn civil(secs: i64) -> (i64, i64, i64, i64, i64, i64) {
     (year, month, day, rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
+/// Unix seconds as `YYYY-MM-DD HH:MM:SS UTC`, for messages to people.
+pub fn utc(t: i64) -> String {
+    let (year, month, day, h, m, sec) = civil(t);
+    format!("{year:04}-{month:02}-{day:02} {h:02}:{m:02}:{sec:02} UTC")
+}
+
 /// Formats Unix seconds as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 pub fn rfc3339(secs: i64, millis: u32) -> String {
     let (year, month, day, h, m, s) = civil(secs);

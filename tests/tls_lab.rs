@@ -54,17 +54,10 @@ fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
-/// Days since 1970 → (y, m, d) (H. Hinnant's civil_from_days).
+/// The UTC date `days_from_now` days from now: (y, m, d).
 fn ymd(days_from_now: i64) -> (i32, u8, u8) {
-    let z = (now() + days_from_now * 86400).div_euclid(86400) + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z.rem_euclid(146097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    ((yoe + era * 400 + i64::from(m <= 2)) as i32, m as u8, d as u8)
+    let (y, m, d, ..) = mailroute_exporter::logging::civil(now() + days_from_now * 86400);
+    (y as i32, m as u8, d as u8)
 }
 
 fn validity(p: &mut CertificateParams, from: i64, to: i64) {

@@ -1036,19 +1036,5 @@ impl Workload {
     }
 }
 
-/// Unix seconds → (year, month, day, hour, minute, second), UTC.
-pub fn civil(t: i64) -> (i64, i64, i64, i64, i64, i64) {
-    let days = t.div_euclid(86_400);
-    let secs = t.rem_euclid(86_400);
-    // days since 1970-01-01 → civil date (the proleptic Gregorian calendar, eras of 400 years)
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d, secs / 3600, secs % 3600 / 60, secs % 60)
-}
+/// Unix seconds as a UTC calendar date: the exporter's own conversion.
+pub use mailroute_exporter::logging::civil;

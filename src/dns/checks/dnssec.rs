@@ -24,11 +24,7 @@ fn judged<'a>(s: &'a Snapshot, d: &'a Dnssec) -> Vec<&'a ServerDnssec> {
     d.servers.iter().filter(|x| s.up().any(|u| u.address == x.address && u.name == x.name)).collect()
 }
 
-/// `2026-12-06 20:00:00 UTC` for messages.
-pub fn utc(t: i64) -> String {
-    let (year, month, day, h, m, sec) = crate::logging::civil(t);
-    format!("{year:04}-{month:02}-{day:02} {h:02}:{m:02}:{sec:02} UTC")
-}
+pub use crate::logging::utc;
 
 /// `dnssec_ds_mismatch`: the parent has DS for the zone and, on some server, none
 /// matches a key of the DNSKEY RRset it serves, or it serves none (RFC 4035 §5.2:
