@@ -234,22 +234,32 @@ impl Recursive {
             match flying.get(&key) {
                 Some(f) => f.clone(),
                 None => {
+                    // the lookup runs as a task of its own: an asker cut by its deadline
+                    // neither stops it for the others nor leaves it holding a slot of
+                    // the bound on lookups in flight
                     let me = self.clone();
                     let q = qname.to_string();
-                    let f = async move { me.fetch(&q, rtype).await }.boxed().shared();
-                    flying.insert(key.clone(), f.clone());
+                    let k = key.clone();
+                    let task = tokio::spawn(async move {
+                        let r = me.fetch(&q, rtype).await;
+                        if let Ok(mut c) = me.cache.lock() {
+                            c.insert(k.clone(), r.clone());
+                        }
+                        if let Ok(mut flying) = me.in_flight.lock() {
+                            flying.remove(&k);
+                        }
+                        r
+                    });
+                    let f = task
+                        .map(|j| j.unwrap_or_else(|e| Err(format!("the lookup task failed: {e}"))))
+                        .boxed()
+                        .shared();
+                    flying.insert(key, f.clone());
                     f
                 }
             }
         };
-        let r = shared.await;
-        if let Ok(mut c) = self.cache.lock() {
-            c.insert(key.clone(), r.clone());
-        }
-        if let Ok(mut flying) = self.in_flight.lock() {
-            flying.remove(&key);
-        }
-        r
+        shared.await
     }
 
     /// One lookup, within the bound on lookups in flight.

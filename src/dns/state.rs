@@ -593,37 +593,47 @@ pub fn encode_results(r: &BTreeMap<String, DomainResult>, mut encoder: Descripto
             None => Ok(()),
         },
     )?;
-    // ---- SMTP TLS (issue 12)
-    family(
-        &mut encoder,
-        "mailroute_mta_sts_policy_info",
-        "1 for the domain's valid MTA-STS policy: its mode and the _mta-sts record's id",
-        r,
-        |d, r, emit| {
-            let Some(s) = &r.snapshot else { return Ok(()) };
-            match (&s.policy.mta_sts, checks::tls::valid_policy(s)) {
-                (Some(f), Some(p)) => emit(&[("domain", d), ("mode", p.mode.as_str()), ("id", f.id.as_str())], 1.0),
-                _ => Ok(()),
-            }
-        },
-    )?;
-    family(
-        &mut encoder,
-        "mailroute_smtp_tls_certificate_expiry_timestamp_seconds",
-        "Unix time at which the certificate an MX address presents after STARTTLS expires (starttls_probe)",
-        r,
-        |d, r, emit| {
-            let Some(st) = r.snapshot.as_ref().and_then(|s| s.policy.starttls.as_ref()) else { return Ok(()) };
-            for p in &st.probes {
-                if let super::snapshot::StarttlsOutcome::Tls { not_after: Some(t), .. } = &p.outcome {
-                    addr.clear();
-                    let _ = write!(addr, "{}", p.address);
-                    emit(&[("domain", d), ("exchange", p.exchange.as_str()), ("address", addr.as_str())], *t as f64)?;
+    // ---- SMTP TLS (issue 12): only when some domain has its data, so that /probe of a
+    // domain that is not configured (no HTTPS or SMTP probing) answers DNS families only
+    let tls_data = r
+        .values()
+        .filter_map(|x| x.snapshot.as_ref())
+        .any(|s| s.policy.mta_sts.is_some() || s.policy.starttls.is_some());
+    if tls_data {
+        family(
+            &mut encoder,
+            "mailroute_mta_sts_policy_info",
+            "1 for the domain's valid MTA-STS policy: its mode and the _mta-sts record's id",
+            r,
+            |d, r, emit| {
+                let Some(s) = &r.snapshot else { return Ok(()) };
+                match (&s.policy.mta_sts, checks::tls::valid_policy(s)) {
+                    (Some(f), Some(p)) => emit(&[("domain", d), ("mode", p.mode.as_str()), ("id", f.id.as_str())], 1.0),
+                    _ => Ok(()),
                 }
-            }
-            Ok(())
-        },
-    )?;
+            },
+        )?;
+        family(
+            &mut encoder,
+            "mailroute_smtp_tls_certificate_expiry_timestamp_seconds",
+            "Unix time at which the certificate an MX address presents after STARTTLS expires (starttls_probe)",
+            r,
+            |d, r, emit| {
+                let Some(st) = r.snapshot.as_ref().and_then(|s| s.policy.starttls.as_ref()) else { return Ok(()) };
+                for p in &st.probes {
+                    if let super::snapshot::StarttlsOutcome::Tls { not_after: Some(t), .. } = &p.outcome {
+                        addr.clear();
+                        let _ = write!(addr, "{}", p.address);
+                        emit(
+                            &[("domain", d), ("exchange", p.exchange.as_str()), ("address", addr.as_str())],
+                            *t as f64,
+                        )?;
+                    }
+                }
+                Ok(())
+            },
+        )?;
+    }
     family(
         &mut encoder,
         "mailroute_dns_dnssec_signed",
