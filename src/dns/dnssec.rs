@@ -247,8 +247,9 @@ pub(crate) mod testkit {
     use rustls::pki_types::PrivatePkcs1KeyDer;
 
     /// A 2048-bit RSA key (PKCS#1 DER) made with openssl for these tests only: ring
-    /// verifies RSA but cannot generate keys.
-    const RSA_PKCS1: &[u8] = include_bytes!("../../tests/fixtures/dnssec/rsa2048.pk1");
+    /// verifies RSA but cannot generate keys. Read when a test runs, so that the
+    /// release build (the Dockerfile's build stage) needs no test fixture.
+    const RSA_PKCS1: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/dnssec/rsa2048.pk1");
 
     pub struct Key {
         pub signer: Box<dyn SigningKey>,
@@ -267,7 +268,7 @@ pub(crate) mod testkit {
                     Box::new(Ed25519SigningKey::from_pkcs8(&der).expect("key"))
                 }
                 8 => {
-                    let der = PrivatePkcs1KeyDer::from(RSA_PKCS1.to_vec());
+                    let der = PrivatePkcs1KeyDer::from(std::fs::read(RSA_PKCS1).expect("the test RSA key"));
                     Box::new(RsaSigningKey::from_pkcs1(&der, Algorithm::RSASHA256).expect("key"))
                 }
                 other => panic!("no test key for algorithm {other}"),
