@@ -31,12 +31,19 @@ pub fn nameserver_query_failed(s: &Snapshot, _: &DomainConfig) -> Option<Verdict
     if up.is_empty() {
         return None;
     }
+    // the DNSKEY query of the DNSSEC part is a question of the round too: a failure
+    // there must show even when the zone turns out unsigned
+    let dnskey_failure = |x: &crate::dns::snapshot::Server| {
+        let d = s.dnssec.as_ref()?;
+        let sd = d.servers.iter().find(|k| k.address == x.address && k.name == x.name)?;
+        sd.keys.as_ref().err().map(|e| format!("{} DNSKEY {e}", s.zone.as_deref().unwrap_or(&s.domain)))
+    };
     let bad: Vec<String> = up
         .iter()
-        .filter(|x| !x.query_failures.is_empty())
-        .map(|x| {
-            let q: Vec<String> = x.query_failures.iter().map(|(q, why)| format!("{q} {why}")).collect();
-            format!("{}: {}", x.label(), q.join(", "))
+        .filter_map(|x| {
+            let mut q: Vec<String> = x.query_failures.iter().map(|(q, why)| format!("{q} {why}")).collect();
+            q.extend(dnskey_failure(x));
+            (!q.is_empty()).then(|| format!("{}: {}", x.label(), q.join(", ")))
         })
         .collect();
     Some(verdict(
@@ -405,6 +412,30 @@ mod tests {
         // a server that is down is judged by the standing checks, not this one
         s.servers[1].standing = Standing::Unreachable { error: "timeout".into() };
         assert!(!nameserver_query_failed(&s, &cfg()).unwrap().failed());
+    }
+
+    #[test]
+    fn a_failed_dnskey_query_is_a_failed_query_even_in_an_unsigned_zone() {
+        use crate::dns::snapshot::{Dnssec, Lookup, ServerDnssec};
+        let mut s = good();
+        let server = |x: &crate::dns::snapshot::Server, keys| ServerDnssec {
+            name: x.name.clone(),
+            address: x.address,
+            keys,
+            ds_matched: Vec::new(),
+            rrsets: Vec::new(),
+            errors: Vec::new(),
+        };
+        s.dnssec = Some(Dnssec {
+            checked_at: 0,
+            expiry_warning_seconds: 7 * 86400,
+            ds: Lookup::Void { nxdomain: false },
+            servers: vec![server(&s.servers[0], Ok(Vec::new())), server(&s.servers[1], Ok(Vec::new()))],
+        });
+        assert!(!nameserver_query_failed(&s, &cfg()).unwrap().failed());
+        s.dnssec.as_mut().unwrap().servers[1].keys = Err("no answer (timeout)".into());
+        let v = nameserver_query_failed(&s, &cfg()).unwrap();
+        assert!(v.failed() && v.message().contains("DNSKEY no answer (timeout)"), "{v:?}");
     }
 
     #[test]
