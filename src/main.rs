@@ -93,7 +93,11 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve::run(config, args.config_file.clone(), overrides)) {
+    let result = runtime.block_on(serve::run(config, args.config_file.clone(), overrides));
+    // serve::run awaited every task that matters; a read of standard input may still
+    // wait in the blocking pool and must not hold the exit
+    runtime.shutdown_background();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "exporter failed");

@@ -1,6 +1,11 @@
 //! `serve`: wire the log sources, the DNS scheduler and the HTTP server together;
 //! reload the configuration on SIGHUP or `POST /-/reload`; take everything down in
 //! order on SIGTERM or SIGINT.
+//!
+//! Everything runs as tasks of one tokio runtime and stops through one
+//! [`CancellationToken`]: the signal cancels it; the HTTP server stops accepting,
+//! the DNS scheduler and the periodic save end, every log source (each holds a child
+//! token) reads what is left and ends; then the state file is saved a last time.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -17,7 +22,7 @@ use crate::dns::round::Settings;
 use crate::dns::state::{DnsCollector, scheduler};
 use crate::dns::sts_fetch::MailTls;
 use crate::maillog::processor::MailState;
-use crate::maillog::source::{Shutdown, SourceHandle, spawn_path};
+use crate::maillog::source::{CancellationToken, SourceHandle, spawn_path, stop_all};
 use crate::maillog::state::{Persister, SAVE_INTERVAL};
 use crate::metrics::Metrics;
 use crate::status::{App, RunningSource};
@@ -78,14 +83,19 @@ fn source_keys(config: &Config) -> Vec<String> {
     keys
 }
 
-fn start_source(key: &str, config: &Config, mail: &Arc<MailState>) -> Result<RunningSource, String> {
-    let stop = Arc::new(Shutdown::default());
+/// Starts the source `key` as a task of the current runtime, stopped by a child of
+/// `shutdown`.
+fn start_source(
+    key: &str,
+    config: &Config,
+    mail: &Arc<MailState>,
+    shutdown: &CancellationToken,
+) -> Result<RunningSource, String> {
+    let stop = shutdown.child_token();
     let handle: SourceHandle = if let Some(path) = key.strip_prefix("file:") {
         spawn_path(path, config.maillog.start, mail.clone(), stop.clone())
-            .map_err(|e| format!("cannot start the reader for {path}: {e}"))?
     } else if key == "journal" {
         crate::maillog::journal::spawn(config.maillog.start, mail.clone(), stop.clone())
-            .map_err(|e| format!("cannot follow the journal: {e}"))?
     } else {
         let listen = config
             .maillog
@@ -99,20 +109,9 @@ fn start_source(key: &str, config: &Config, mail: &Arc<MailState>) -> Result<Run
     Ok(RunningSource { key: key.to_string(), stop, handle })
 }
 
-/// Stops sources and waits for their threads (standard input cannot be interrupted,
-/// so its reader is left to end with the process).
-fn stop_sources(sources: Vec<RunningSource>) {
-    for s in &sources {
-        s.stop.trigger();
-    }
-    for mut s in sources {
-        let is_stdin = s.handle.snapshot().is_some_and(|st| st.kind == "stdin");
-        if let Some(t) = s.handle.thread.take()
-            && !is_stdin
-        {
-            let _ = t.join();
-        }
-    }
+/// Stops sources and waits for their last reads (on a reload and at shutdown).
+async fn stop_sources(sources: Vec<RunningSource>) {
+    stop_all(sources.into_iter().map(|s| (s.stop, s.handle)).collect()).await;
 }
 
 fn now() -> f64 {
@@ -126,6 +125,8 @@ pub struct Reloader {
     overrides: Overrides,
     current: Mutex<Config>,
     app: Arc<App>,
+    /// The exporter's shutdown token: sources started by a reload hold children of it.
+    shutdown: CancellationToken,
 }
 
 impl crate::status::Reload for Reloader {
@@ -135,6 +136,8 @@ impl crate::status::Reload for Reloader {
 }
 
 impl Reloader {
+    /// Runs on a blocking thread of the runtime (it reads the file and waits for
+    /// removed sources), never on a worker.
     pub fn reload(&self) -> Result<String, String> {
         let result = self.try_reload();
         let m = &self.app.metrics;
@@ -168,7 +171,7 @@ impl Reloader {
         let running: BTreeSet<String> =
             app.sources.lock().map(|s| s.iter().map(|r| r.key.clone()).collect()).unwrap_or_default();
         for key in wanted.iter().filter(|k| !running.contains(*k)) {
-            started.push(start_source(key, &new, &app.mail)?);
+            started.push(start_source(key, &new, &app.mail, &self.shutdown)?);
             changes.push(format!("+{key}"));
         }
         let mut gone = Vec::new();
@@ -181,7 +184,7 @@ impl Reloader {
         for r in &gone {
             changes.push(format!("-{}", r.key));
         }
-        stop_sources(gone);
+        tokio::runtime::Handle::current().block_on(stop_sources(gone));
 
         app.mail.set_domains(&new.misroute_domains());
         app.mail.set_hosts(new.maillog.max_hosts, &new.maillog.default_host);
@@ -240,12 +243,14 @@ pub async fn run(config: Config, path: Option<PathBuf>, overrides: Overrides) ->
         Some(t) => Some(crate::web::tls_config(t)?),
         None => None,
     };
+    // the one shutdown token: every task of the exporter ends when it is cancelled
+    let shutdown = CancellationToken::new();
     let mut sources = Vec::new();
     for key in source_keys(&config) {
-        match start_source(&key, &config, &mail) {
+        match start_source(&key, &config, &mail, &shutdown) {
             Ok(s) => sources.push(s),
             Err(e) => {
-                stop_sources(sources);
+                stop_sources(sources).await;
                 return Err(e);
             }
         }
@@ -253,7 +258,7 @@ pub async fn run(config: Config, path: Option<PathBuf>, overrides: Overrides) ->
     let listener = match bind(&config.web.listen_address).await {
         Ok(l) => l,
         Err(e) => {
-            stop_sources(sources);
+            stop_sources(sources).await;
             return Err(format!("cannot listen on {}: {e}", config.web.listen_address.text));
         }
     };
@@ -269,13 +274,18 @@ pub async fn run(config: Config, path: Option<PathBuf>, overrides: Overrides) ->
         reloader: std::sync::OnceLock::new(),
         persister: persister.clone(),
     });
-    let reloader = Arc::new(Reloader { path, overrides, current: Mutex::new(config.clone()), app: app.clone() });
+    let reloader = Arc::new(Reloader {
+        path,
+        overrides,
+        current: Mutex::new(config.clone()),
+        app: app.clone(),
+        shutdown: shutdown.clone(),
+    });
     let _ = app.reloader.set(reloader.clone() as Arc<dyn crate::status::Reload>);
-    let saver = persister.clone().map(|p| tokio::spawn(save_periodically(p)));
-
-    let dns_stop = Arc::new(tokio::sync::Notify::new());
-    let scheduler = tokio::spawn(scheduler(dns, dns_stop.clone()));
-    let hup = tokio::spawn(reload_on_sighup(reloader));
+    let saver = persister.clone().map(|p| tokio::spawn(save_periodically(p, shutdown.clone())));
+    let scheduler = tokio::spawn(scheduler(dns, shutdown.clone()));
+    let hup = tokio::spawn(reload_on_sighup(reloader, shutdown.clone()));
+    let signals = tokio::spawn(cancel_on_termination(Termination::catch(), shutdown.clone()));
 
     tracing::info!(
         address = %crate::web::scheme(tls.is_some(), local),
@@ -285,58 +295,88 @@ pub async fn run(config: Config, path: Option<PathBuf>, overrides: Overrides) ->
         "listening"
     );
     let router = crate::http::router(app.clone(), &config.web.telemetry_path);
-    crate::web::serve(listener, tls, router, termination()).await;
+    crate::web::serve(listener, tls, router, shutdown.clone().cancelled_owned()).await;
 
+    // the HTTP server ended because the token was cancelled; the rest ends with it
     tracing::info!("shutting down");
-    hup.abort();
-    dns_stop.notify_one();
+    shutdown.cancel();
     let _ = scheduler.await;
-    let sources: Vec<RunningSource> = app.sources.lock().map(|mut s| s.drain(..).collect()).unwrap_or_default();
+    let _ = hup.await;
+    let _ = signals.await;
     if let Some(t) = saver {
-        t.abort();
+        let _ = t.await;
     }
-    tokio::task::spawn_blocking(move || {
-        stop_sources(sources);
-        // the sources read what was left: keep it
-        if let Some(p) = persister {
-            p.save_now();
-        }
-    })
-    .await
-    .map_err(|e| e.to_string())?;
+    let sources: Vec<RunningSource> = app.sources.lock().map(|mut s| s.drain(..).collect()).unwrap_or_default();
+    stop_sources(sources).await;
+    // the sources read what was left: keep it
+    if let Some(p) = persister {
+        tokio::task::spawn_blocking(move || p.save_now()).await.map_err(|e| e.to_string())?;
+    }
     Ok(())
 }
 
-/// Saves a snapshot every [`SAVE_INTERVAL`] (scrapes save too).
-async fn save_periodically(p: Arc<Persister>) {
+/// Saves a snapshot every [`SAVE_INTERVAL`] (scrapes save too) until the shutdown.
+async fn save_periodically(p: Arc<Persister>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(SAVE_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
         let p = p.clone();
         let _ = tokio::task::spawn_blocking(move || p.save_now()).await;
     }
 }
 
-async fn reload_on_sighup(reloader: Arc<Reloader>) {
+async fn reload_on_sighup(reloader: Arc<Reloader>, shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
-    while hup.recv().await.is_some() {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            got = hup.recv() => if got.is_none() { return },
+        }
         tracing::info!(signal = "SIGHUP", "reloading the configuration");
         let r = reloader.clone();
         let _ = tokio::task::spawn_blocking(move || r.reload()).await;
     }
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn termination() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!(signal = "SIGTERM", "stopping"),
-        _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "stopping"),
+/// The termination signals, caught from the start so that none is missed.
+struct Termination {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Termination {
+    fn catch() -> Termination {
+        use tokio::signal::unix::{SignalKind, signal};
+        let catch = |kind: SignalKind, name: &str| match signal(kind) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(signal = name, error = %e, "cannot catch the signal");
+                None
+            }
+        };
+        Termination { term: catch(SignalKind::terminate(), "SIGTERM"), int: catch(SignalKind::interrupt(), "SIGINT") }
     }
+}
+
+/// Cancels `shutdown` on SIGTERM or SIGINT.
+async fn cancel_on_termination(mut signals: Termination, shutdown: CancellationToken) {
+    async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+        if let Some(s) = s
+            && s.recv().await.is_some()
+        {
+            return;
+        }
+        std::future::pending().await
+    }
+    tokio::select! {
+        _ = shutdown.cancelled() => return,
+        _ = recv(&mut signals.term) => tracing::info!(signal = "SIGTERM", "stopping"),
+        _ = recv(&mut signals.int) => tracing::info!(signal = "SIGINT", "stopping"),
+    }
+    shutdown.cancel();
 }

@@ -9,18 +9,18 @@ use serde::Serialize;
 
 use crate::dns::DnsState;
 use crate::maillog::processor::{MailState, MisrouteRecord};
-use crate::maillog::source::{Shutdown, SourceHandle, SourceStatus};
+use crate::maillog::source::{CancellationToken, SourceHandle, SourceStatus};
 use crate::maillog::state::Persister;
 use crate::metrics::{Metrics, REVISION};
 use crate::web::BasicAuth;
 
 /// A log source as `serve` runs it: its key (`file:PATH`, `journal`,
-/// `syslog:udp://ADDR`), its own stop signal (a reload stops sources one by one),
-/// and its thread.
+/// `syslog:udp://ADDR`), its own stop token (a child of the exporter's one
+/// shutdown token, so that a reload can stop sources one by one), and its task.
 #[derive(Debug)]
 pub struct RunningSource {
     pub key: String,
-    pub stop: Arc<Shutdown>,
+    pub stop: CancellationToken,
     pub handle: SourceHandle,
 }
 

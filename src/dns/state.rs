@@ -691,7 +691,7 @@ pub fn encode_results(r: &BTreeMap<String, DomainResult>, mut encoder: Descripto
 /// Runs rounds forever: one at start, then every interval with up to 10 % jitter,
 /// until `stop` is notified (with `notify_one`, which is remembered if the
 /// scheduler is busy).
-pub async fn scheduler(state: Arc<DnsState>, stop: Arc<tokio::sync::Notify>) {
+pub async fn scheduler(state: Arc<DnsState>, stop: tokio_util::sync::CancellationToken) {
     loop {
         let domains = state.domains();
         let interval = state.interval();
@@ -701,7 +701,7 @@ pub async fn scheduler(state: Arc<DnsState>, stop: Arc<tokio::sync::Notify>) {
                 let started = Instant::now();
                 let results = tokio::select! {
                     r = run_round(&prober, &settings, &domains, deadline) => r,
-                    _ = stop.notified() => return,
+                    _ = stop.cancelled() => return,
                 };
                 let failing: usize = results.values().map(|r| r.failing().count()).sum();
                 tracing::info!(
@@ -721,7 +721,7 @@ pub async fn scheduler(state: Arc<DnsState>, stop: Arc<tokio::sync::Notify>) {
         tokio::select! {
             _ = tokio::time::sleep(interval + jitter) => {}
             _ = state.wake.notified() => {}
-            _ = stop.notified() => return,
+            _ = stop.cancelled() => return,
         }
     }
 }

@@ -91,18 +91,17 @@
 //! The exporter's user must be allowed to read the journal (group `systemd-journal`,
 //! or `adm` on Debian and Ubuntu).
 
-use std::io::{self, Read};
-use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::{Child, Command};
 
 use super::envelope;
 use super::processor::{MailState, Processor};
-use super::source::{Shutdown, SourceHandle, SourceStatus};
+use super::source::{CancellationToken, SourceHandle, SourceStatus};
 use super::tail::{MAX_LINE, TailState};
 use super::{exim, postfix, sendmail};
 use crate::config::Start;
@@ -131,8 +130,6 @@ const MAX_INSTANCE_UNITS: usize = 32;
 /// A JSON line longer than this is dropped (a 64 KiB message escaped as `\u00XX`
 /// or as an array of byte numbers stays well below).
 const MAX_JSON_LINE: usize = 1024 * 1024;
-/// How long to wait in `poll` before looking at the stop flag again.
-const POLL_TICK: Duration = Duration::from_millis(200);
 /// Pause before restarting a journalctl that exited after delivering entries.
 const QUICK_RESTART: Duration = Duration::from_millis(100);
 /// Backoff bounds for a journalctl that fails without delivering anything.
@@ -403,18 +400,13 @@ impl BoundedLines {
 }
 
 /// Starts following the journal, from its tail or (`Start::Beginning`) from the
-/// beginning of the current boot.
-pub fn spawn(start: Start, state: Arc<MailState>, stop: Arc<Shutdown>) -> io::Result<SourceHandle> {
+/// beginning of the current boot, as a task of the current tokio runtime.
+pub fn spawn(start: Start, state: Arc<MailState>, stop: CancellationToken) -> SourceHandle {
     spawn_with(Settings::from_env(), start, state, stop)
 }
 
 /// Starts following the journal with explicit settings.
-pub fn spawn_with(
-    settings: Settings,
-    start: Start,
-    state: Arc<MailState>,
-    stop: Arc<Shutdown>,
-) -> io::Result<SourceHandle> {
+pub fn spawn_with(settings: Settings, start: Start, state: Arc<MailState>, stop: CancellationToken) -> SourceHandle {
     let label = SharedLabel::new(SOURCE);
     let status = Arc::new(Mutex::new(SourceStatus {
         name: SOURCE.to_string(),
@@ -423,26 +415,23 @@ pub fn spawn_with(
         position: 0,
         last_error: None,
     }));
-    let st = status.clone();
-    let thread = std::thread::Builder::new().name("source journal".to_string()).spawn(move || {
-        let processor = Processor::new(state, &label);
-        let mut follower = Follower {
-            counters: processor.counters().clone(),
-            processor,
-            settings,
-            start,
-            cursor: None,
-            skip_cursor: None,
-            first_start: true,
-            status: st,
-            stop,
-            lines: BoundedLines::new(MAX_JSON_LINE),
-            bad_json_logged: false,
-            quiet_stderr: false,
-        };
-        follower.run();
-    })?;
-    Ok(SourceHandle { status, thread: Some(thread) })
+    let processor = Processor::new(state, &label);
+    let mut follower = Follower {
+        counters: processor.counters().clone(),
+        processor,
+        settings,
+        start,
+        cursor: None,
+        skip_cursor: None,
+        first_start: true,
+        status: status.clone(),
+        stop,
+        lines: BoundedLines::new(MAX_JSON_LINE),
+        bad_json_logged: false,
+        quiet_stderr: false,
+    };
+    let task = tokio::spawn(async move { follower.run().await });
+    SourceHandle { status, task: Some(task) }
 }
 
 /// How one run of journalctl ended.
@@ -467,7 +456,7 @@ struct Follower {
     skip_cursor: Option<String>,
     first_start: bool,
     status: Arc<Mutex<SourceStatus>>,
-    stop: Arc<Shutdown>,
+    stop: CancellationToken,
     lines: BoundedLines,
     bad_json_logged: bool,
     /// journalctl keeps failing the same way: its stderr is logged at debug level.
@@ -484,14 +473,14 @@ impl Follower {
         }
     }
 
-    fn run(&mut self) {
+    async fn run(&mut self) {
         let mut failures: u32 = 0;
         let mut cursor_failures: u32 = 0;
         loop {
-            if self.stop.is_stopped() {
+            if self.stop.is_cancelled() {
                 return;
             }
-            match self.run_once() {
+            match self.run_once().await {
                 RunEnd::Stopped => return,
                 RunEnd::Idle => {
                     failures = 0;
@@ -530,8 +519,9 @@ impl Follower {
                         tracing::debug!(source = SOURCE, error = %error, retry_in = ?pause, failures, "journalctl stopped again");
                     }
                     self.quiet_stderr = failures >= 3 && !(failures + 1).is_multiple_of(10);
-                    if self.stop.wait(pause) {
-                        return;
+                    tokio::select! {
+                        _ = self.stop.cancelled() => return,
+                        _ = tokio::time::sleep(pause) => {}
                     }
                 }
             }
@@ -539,19 +529,19 @@ impl Follower {
     }
 
     /// Finds where to start, runs one journalctl and reads it until it ends.
-    fn run_once(&mut self) -> RunEnd {
-        let instances = match run_to_end(&self.settings.program, &units_args(&self.settings), &self.stop) {
+    async fn run_once(&mut self) -> RunEnd {
+        let instances = match run_to_end(&self.settings.program, &units_args(&self.settings), &self.stop).await {
             Ok(out) => instance_units(&out),
             Err(e) => {
                 tracing::debug!(source = SOURCE, error = %e, "cannot list the journal's units");
                 Vec::new()
             }
         };
-        if self.stop.is_stopped() {
+        if self.stop.is_cancelled() {
             return RunEnd::Stopped;
         }
         if self.first_start && self.cursor.is_none() && self.start == Start::End {
-            match run_to_end(&self.settings.program, &tail_args(&self.settings, &instances), &self.stop) {
+            match run_to_end(&self.settings.program, &tail_args(&self.settings, &instances), &self.stop).await {
                 Ok(out) => {
                     self.cursor = out
                         .split(|&b| b == b'\n')
@@ -560,7 +550,7 @@ impl Follower {
                         .find_map(|l| entry_line(l).ok().and_then(|e| e.cursor));
                     tracing::info!(source = SOURCE, at_cursor = self.cursor.is_some(), "journal: starting at the tail");
                 }
-                Err(_) if self.stop.is_stopped() => return RunEnd::Stopped,
+                Err(_) if self.stop.is_cancelled() => return RunEnd::Stopped,
                 Err(error) => return RunEnd::Failed { delivered: false, error, cursor_complaint: false },
             }
         }
@@ -581,14 +571,15 @@ impl Follower {
         self.skip_cursor = self.cursor.clone();
         self.lines.reset();
         self.bad_json_logged = false;
-        self.read_child(&mut child)
+        self.read_child(&mut child).await
     }
 
     /// Reads the child's output until it exits, the exporter stops, or it is silent
     /// for too long.
-    fn read_child(&mut self, child: &mut Child) -> RunEnd {
+    async fn read_child(&mut self, child: &mut Child) -> RunEnd {
+        let group = child.id();
         let (Some(mut out), Some(mut err)) = (child.stdout.take(), child.stderr.take()) else {
-            kill(child);
+            kill(child, group).await;
             return RunEnd::Failed {
                 delivered: false,
                 error: "journalctl's output is not a pipe".to_string(),
@@ -596,32 +587,34 @@ impl Follower {
             };
         };
         let mut buf = vec![0u8; 64 * 1024];
+        let mut err_buf = vec![0u8; 4096];
         let mut err_open = true;
         let mut stderr = StderrLog { quiet: self.quiet_stderr, ..StderrLog::default() };
         let mut delivered = false;
-        let mut last_output = Instant::now();
+        let mut last_output = tokio::time::Instant::now();
+        let mut exited: Option<ExitStatus> = None;
         loop {
-            if self.stop.is_stopped() {
-                kill(child);
-                // what journalctl wrote before it was killed is still in the pipe
-                drain(&mut out, &mut buf, Duration::from_secs(2), &mut |chunk| {
-                    self.feed(chunk);
-                });
-                return RunEnd::Stopped;
-            }
-            let fds = [out.as_raw_fd(), if err_open { err.as_raw_fd() } else { -1 }];
-            let ready = poll_readable(&fds, POLL_TICK);
-            if ready[1] {
-                match err.read(&mut buf) {
-                    Ok(0) | Err(_) => err_open = false,
-                    Ok(n) => stderr.feed(&buf[..n]),
+            let idle = async {
+                match self.settings.idle_restart {
+                    Some(d) => tokio::time::sleep_until(last_output + d).await,
+                    None => std::future::pending().await,
                 }
-            }
-            if ready[0] {
-                match out.read(&mut buf) {
+            };
+            tokio::select! {
+                biased;
+                _ = self.stop.cancelled() => {
+                    kill(child, group).await;
+                    // what journalctl wrote before it was killed is still in the pipe
+                    drain(&mut out, &mut buf, Duration::from_secs(2), |chunk: &[u8]| {
+                        self.feed(chunk);
+                    })
+                    .await;
+                    return RunEnd::Stopped;
+                }
+                r = out.read(&mut buf) => match r {
                     Ok(0) => break,
                     Ok(n) => {
-                        last_output = Instant::now();
+                        last_output = tokio::time::Instant::now();
                         if self.feed(&buf[..n]) {
                             delivered = true;
                         }
@@ -629,40 +622,48 @@ impl Follower {
                             s.position += n as u64;
                         }
                     }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                     Err(e) => {
-                        kill(child);
+                        kill(child, group).await;
                         return RunEnd::Failed {
                             delivered,
                             error: format!("reading journalctl's output: {e}"),
                             cursor_complaint: false,
                         };
                     }
+                },
+                r = err.read(&mut err_buf), if err_open => match r {
+                    Ok(0) | Err(_) => err_open = false,
+                    Ok(n) => stderr.feed(&err_buf[..n]),
+                },
+                status = child.wait(), if exited.is_none() => {
+                    // journalctl gone, perhaps while something it left behind holds
+                    // the pipe open: read what is there, then end the run
+                    exited = status.ok();
+                    drain(&mut out, &mut buf, Duration::from_millis(500), |chunk: &[u8]| {
+                        if self.feed(chunk) {
+                            delivered = true;
+                        }
+                    })
+                    .await;
+                    break;
                 }
-            }
-            if let Some(idle) = self.settings.idle_restart
-                && last_output.elapsed() >= idle
-            {
-                kill(child);
-                return RunEnd::Idle;
-            }
-            // journalctl gone while something it left behind holds the pipe open
-            if !ready[0] && matches!(child.try_wait(), Ok(Some(_))) {
-                drain(&mut out, &mut buf, Duration::from_millis(500), &mut |chunk| {
-                    if self.feed(chunk) {
-                        delivered = true;
-                    }
-                });
-                break;
+                _ = idle => {
+                    kill(child, group).await;
+                    return RunEnd::Idle;
+                }
             }
         }
         // stdout closed: journalctl is exiting; collect what it said last (without
-        // blocking: a process it left behind may still hold the pipe)
-        let status = wait_exit(child, Duration::from_secs(5));
+        // waiting long: a process it left behind may still hold the pipe)
+        let status = match exited {
+            Some(s) => Some(s),
+            None => wait_exit(child, group, Duration::from_secs(5)).await,
+        };
         // whatever it left running in its process group goes too
-        kill(child);
+        kill(child, group).await;
         if err_open {
-            drain(&mut err, &mut buf, Duration::from_millis(500), &mut |chunk| stderr.feed(chunk));
+            drain(&mut err, &mut err_buf, Duration::from_millis(500), |chunk: &[u8]| stderr.feed(chunk)).await;
         }
         let cursor_complaint = stderr.last.as_deref().is_some_and(|e| e.to_ascii_lowercase().contains("cursor"));
         let how = match status {
@@ -756,46 +757,48 @@ impl StderrLog {
     }
 }
 
-/// Reads what `r` has until its end or until `limit` passes, never blocking longer.
-fn drain(r: &mut (impl Read + AsRawFd), buf: &mut [u8], limit: Duration, f: &mut dyn FnMut(&[u8])) {
-    let deadline = Instant::now() + limit;
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        if !poll_readable(&[r.as_raw_fd(), -1], left.min(POLL_TICK))[0] {
-            continue;
-        }
-        match r.read(buf) {
-            Ok(0) => return,
-            Ok(n) => f(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return,
+/// Reads what `r` has until its end or until `limit` passes, never waiting longer.
+async fn drain(r: &mut (impl AsyncRead + Unpin), buf: &mut [u8], limit: Duration, mut f: impl FnMut(&[u8])) {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, r.read(buf)).await {
+            Ok(Ok(0)) | Err(_) => return,
+            Ok(Ok(n)) => f(&buf[..n]),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Ok(Err(_)) => return,
         }
     }
 }
 
-/// Which of `fds` are readable (or closed) within `timeout`; negative fds are ignored.
-fn poll_readable(fds: &[i32; 2], timeout: Duration) -> [bool; 2] {
-    let mut pfds = fds.map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 });
-    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
-    // SAFETY: `pfds` is a valid array of two pollfd structs for the whole call; poll
-    // ignores entries with a negative fd.
-    let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
-    if n <= 0 {
-        return [false, false];
+/// Reads `r` to its end, keeping at most `cap` bytes.
+async fn read_capped(mut r: impl AsyncRead + Unpin, cap: usize) -> Vec<u8> {
+    let mut kept = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match r.read(&mut buf).await {
+            Ok(0) => return kept,
+            Ok(n) => {
+                let room = cap.saturating_sub(kept.len()).min(n);
+                kept.extend_from_slice(&buf[..room]);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return kept,
+        }
     }
-    let ready = |p: &libc::pollfd| p.fd >= 0 && p.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0;
-    [ready(&pfds[0]), ready(&pfds[1])]
 }
 
 /// Kills journalctl and whatever else runs in its process group (a wrapper script
-/// and its children), then reaps it.
-fn kill(child: &mut Child) {
-    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+/// and its children), then reaps it. `group` is the child's id taken at spawn:
+/// once tokio has reaped the child, `id()` no longer gives it.
+async fn kill(child: &mut Child, group: Option<u32>) {
+    if let Some(pid) = group.and_then(|id| libc::pid_t::try_from(id).ok()) {
         // SAFETY: kill(2) on the process group our child leads (it was spawned with
-        // `process_group(0)`); Linux does not reuse the id while the group has members.
+        // `process_group(0)`); Linux does not reuse the id while the group has
+        // members, and an empty group makes this a harmless ESRCH.
         unsafe { libc::kill(-pid, libc::SIGKILL) };
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    let _ = child.start_kill();
+    let _ = child.wait().await;
 }
 
 /// A journalctl command in a process group of its own, so that it can be killed
@@ -803,10 +806,11 @@ fn kill(child: &mut Child) {
 /// (a `journalctl --follow` left alone waits for the next entry to notice).
 fn command(program: &str, args: &[String]) -> Command {
     let mut c = Command::new(program);
-    c.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+    c.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0).kill_on_drop(true);
     // SAFETY: the closure runs in the child between fork and exec and makes a single
     // prctl(2) system call, which is async-signal-safe. The signal comes when the
-    // thread that spawned the child ends: the source's own thread, which outlives it.
+    // thread that spawned the child ends: a worker thread of the runtime, which
+    // lives as long as the exporter serves.
     unsafe {
         c.pre_exec(|| {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
@@ -817,57 +821,36 @@ fn command(program: &str, args: &[String]) -> Command {
 }
 
 /// Waits up to `limit` for the child to exit, then kills it.
-fn wait_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + limit;
-    loop {
-        match child.try_wait() {
-            Ok(Some(s)) => return Some(s),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            _ => {
-                kill(child);
-                return None;
-            }
+async fn wait_exit(child: &mut Child, group: Option<u32>, limit: Duration) -> Option<ExitStatus> {
+    match tokio::time::timeout(limit, child.wait()).await {
+        Ok(Ok(s)) => Some(s),
+        _ => {
+            kill(child, group).await;
+            None
         }
     }
 }
 
 /// Runs a one-shot journalctl to its end (at most [`ONE_SHOT_TIMEOUT`], 4 MiB of
 /// output) and returns its standard output.
-fn run_to_end(program: &str, args: &[String], stop: &Shutdown) -> Result<Vec<u8>, String> {
+async fn run_to_end(program: &str, args: &[String], stop: &CancellationToken) -> Result<Vec<u8>, String> {
     const MAX_OUTPUT: usize = 4 * 1024 * 1024;
     let mut child = command(program, args).spawn().map_err(|e| format!("cannot run {program}: {e}"))?;
-    let (Some(mut out), Some(mut err)) = (child.stdout.take(), child.stderr.take()) else {
-        kill(&mut child);
+    let group = child.id();
+    let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
+        kill(&mut child, group).await;
         return Err("journalctl's output is not a pipe".to_string());
     };
-    let deadline = Instant::now() + ONE_SHOT_TIMEOUT;
-    let mut stdout = Vec::new();
-    let mut stderr = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    let (mut out_open, mut err_open) = (true, true);
-    while out_open || err_open {
-        if stop.is_stopped() || Instant::now() > deadline {
-            kill(&mut child);
-            return Err(format!("{program} did not finish within {ONE_SHOT_TIMEOUT:?}"));
-        }
-        let fds = [if out_open { out.as_raw_fd() } else { -1 }, if err_open { err.as_raw_fd() } else { -1 }];
-        let ready = poll_readable(&fds, POLL_TICK);
-        if ready[0] {
-            match out.read(&mut buf) {
-                Ok(0) | Err(_) => out_open = false,
-                Ok(n) if stdout.len() + n <= MAX_OUTPUT => stdout.extend_from_slice(&buf[..n]),
-                Ok(_) => {}
-            }
-        }
-        if ready[1] {
-            match err.read(&mut buf) {
-                Ok(0) | Err(_) => err_open = false,
-                Ok(n) if stderr.len() + n <= 64 * 1024 => stderr.extend_from_slice(&buf[..n]),
-                Ok(_) => {}
-            }
-        }
-    }
-    match wait_exit(&mut child, Duration::from_secs(5)) {
+    let both = async { tokio::join!(read_capped(out, MAX_OUTPUT), read_capped(err, 64 * 1024)) };
+    let read = tokio::select! {
+        _ = stop.cancelled() => None,
+        r = tokio::time::timeout(ONE_SHOT_TIMEOUT, both) => r.ok(),
+    };
+    let Some((stdout, stderr)) = read else {
+        kill(&mut child, group).await;
+        return Err(format!("{program} did not finish within {ONE_SHOT_TIMEOUT:?}"));
+    };
+    match wait_exit(&mut child, group, Duration::from_secs(5)).await {
         Some(s) if s.success() => Ok(stdout),
         other => {
             let said = String::from_utf8_lossy(&stderr);
@@ -881,6 +864,7 @@ fn run_to_end(program: &str, args: &[String], stop: &Shutdown) -> Result<Vec<u8>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     fn line(json: &str) -> String {
         String::from_utf8(entry_line(json.as_bytes()).unwrap().line).unwrap()
@@ -1007,17 +991,21 @@ mod tests {
         .unwrap();
         std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
         let state = Arc::new(MailState::new(Arc::new(Metrics::for_replay()), 8, "h", &[]));
-        let stop = Arc::new(Shutdown::default());
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let stop = CancellationToken::new();
         let settings = Settings { program: fake.display().to_string(), ..Settings::default() };
-        let mut handle = spawn_with(settings, Start::Beginning, state.clone(), stop.clone()).unwrap();
+        let mut handle = {
+            let _in = runtime.enter();
+            spawn_with(settings, Start::Beginning, state.clone(), stop.clone())
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
         while state.tally().lines.iter().map(|l| l.2).sum::<u64>() < 1 {
             assert!(Instant::now() < deadline, "no line read");
             std::thread::sleep(Duration::from_millis(10));
         }
         let t = Instant::now();
-        stop.trigger();
-        handle.thread.take().unwrap().join().unwrap();
+        stop.cancel();
+        runtime.block_on(handle.task.take().unwrap()).unwrap();
         assert!(t.elapsed() < Duration::from_secs(2), "stops promptly");
         let runs = std::fs::read_to_string(&log).unwrap();
         // the unit listing, then a follow without a cursor; no tail query

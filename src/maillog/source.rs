@@ -1,13 +1,26 @@
-//! Log sources for `serve`: each runs on its own thread, feeds its lines to its own
-//! [`Processor`] and reports its state for `/-/ready` and the status page.
+//! Log sources for `serve`. Every source (file, standard input, journal, syslog) is a
+//! tokio task on the runtime that also serves HTTP and runs the DNS rounds: one
+//! concurrency model. A source feeds its lines to its own [`Processor`] and reports
+//! its state for `/-/ready` and the status page.
+//!
+//! Blocking work stays off the runtime's worker threads: a file source reads (and
+//! counts what it read) in [`tokio::task::spawn_blocking`]; standard input is tokio's,
+//! the journal a [`tokio::process`] child and syslog [`tokio::net`] sockets.
+//!
+//! One shutdown path: each source holds a [`CancellationToken`], a child of the one
+//! token `serve` cancels on SIGTERM (a reload cancels the child of a removed source),
+//! and ends after one last read; `serve` awaits every source task before it saves
+//! the state file a last time.
 
-use std::io::Read;
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tokio::io::AsyncReadExt;
+use tokio::sync::Notify;
+pub use tokio_util::sync::CancellationToken;
+
 use super::processor::{MailState, Processor};
-use super::tail::{FileTail, LineSplitter, TailEvent, TailState};
+use super::tail::{FileTail, LineSplitter, TailEvent, TailPosition, TailState};
 use crate::config::Start;
 use crate::metrics::SharedLabel;
 
@@ -21,49 +34,8 @@ pub const MIN_POLL_GAP: Duration = Duration::from_millis(2);
 pub const CLOSE_POLL: Duration = Duration::from_millis(1);
 /// How long after the last write to a sibling the close reading goes on.
 pub const COPY_WATCH: Duration = Duration::from_millis(500);
-
-/// A stop signal that wakes sleeping threads at once; [`Shutdown::wake`] also ends a
-/// wait early without stopping (a file changed).
-#[derive(Debug, Default)]
-pub struct Shutdown {
-    /// (stopped, woken)
-    flags: Mutex<(bool, bool)>,
-    cv: Condvar,
-}
-
-impl Shutdown {
-    /// Sleeps up to `d`, or until woken; true when stopping.
-    pub fn wait(&self, d: Duration) -> bool {
-        let Ok(mut g) = self.flags.lock() else { return true };
-        if !g.0 && !g.1 {
-            g = match self.cv.wait_timeout_while(g, d, |f| !f.0 && !f.1) {
-                Ok((g, _)) => g,
-                Err(_) => return true,
-            };
-        }
-        g.1 = false;
-        g.0
-    }
-
-    pub fn is_stopped(&self) -> bool {
-        self.flags.lock().map(|g| g.0).unwrap_or(true)
-    }
-
-    pub fn trigger(&self) {
-        if let Ok(mut g) = self.flags.lock() {
-            g.0 = true;
-        }
-        self.cv.notify_all();
-    }
-
-    /// Ends the current (or next) wait early.
-    pub fn wake(&self) {
-        if let Ok(mut g) = self.flags.lock() {
-            g.1 = true;
-        }
-        self.cv.notify_all();
-    }
-}
+/// How long `serve` waits for a stopped source's last read before going on without it.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// What the status page and `/-/ready` know about a source.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -85,11 +57,11 @@ impl SourceStatus {
     }
 }
 
-/// A running source.
+/// A running source: its status and its task.
 #[derive(Debug)]
 pub struct SourceHandle {
     pub status: Arc<Mutex<SourceStatus>>,
-    pub thread: Option<JoinHandle<()>>,
+    pub task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl SourceHandle {
@@ -103,13 +75,9 @@ pub fn source_name(path: &str) -> String {
     if path == "-" { "stdin".to_string() } else { path.to_string() }
 }
 
-/// Starts following `path` (or stdin for `-`).
-pub fn spawn_path(
-    path: &str,
-    start: Start,
-    state: Arc<MailState>,
-    stop: Arc<Shutdown>,
-) -> std::io::Result<SourceHandle> {
+/// Starts following `path` (or standard input for `-`) as a task of the current
+/// tokio runtime; it ends when `stop` is cancelled, after one last read.
+pub fn spawn_path(path: &str, start: Start, state: Arc<MailState>, stop: CancellationToken) -> SourceHandle {
     let name = source_name(path);
     let label = SharedLabel::new(&name);
     let status = Arc::new(Mutex::new(SourceStatus {
@@ -120,17 +88,15 @@ pub fn spawn_path(
         last_error: None,
     }));
     let st = status.clone();
-    let path = path.to_string();
-    let thread = std::thread::Builder::new().name(format!("source {name}")).spawn(move || {
-        let mut processor = Processor::new(state.clone(), &label);
-        if path == "-" {
-            run_stdin(&mut processor, &st);
-        } else {
-            let resume = state.take_resume(&name);
-            run_file(&path, start, resume, &state, &mut processor, &st, &stop);
-        }
-    })?;
-    Ok(SourceHandle { status, thread: Some(thread) })
+    let processor = Processor::new(state.clone(), &label);
+    let task = if path == "-" {
+        tokio::spawn(run_stdin(processor, st, stop))
+    } else {
+        let resume = state.take_resume(&name);
+        let reader = FileReader::new(path, start, resume, state, processor);
+        tokio::spawn(run_file(reader, st, stop))
+    };
+    SourceHandle { status, task: Some(task) }
 }
 
 /// Watches the file's directory with inotify (through `notify`) and wakes the
@@ -138,11 +104,7 @@ pub fn spawn_path(
 /// alone then). A sibling of the file created and written (`mail.log.1`,
 /// `mail.log-DATE`: logrotate making a copy) is noted in `sibling`, so the source
 /// can read closely until the truncate that follows a copy.
-fn watch(
-    path: &str,
-    stop: &Arc<Shutdown>,
-    sibling: &Arc<Mutex<Option<Instant>>>,
-) -> Option<notify::RecommendedWatcher> {
+fn watch(path: &str, wake: &Arc<Notify>, sibling: &Arc<Mutex<Option<Instant>>>) -> Option<notify::RecommendedWatcher> {
     use notify::Watcher;
     let file = std::path::Path::new(path);
     let dir = match file.parent() {
@@ -150,7 +112,7 @@ fn watch(
         _ => std::path::PathBuf::from("."),
     };
     let base = file.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    let (waker, sibling) = (stop.clone(), sibling.clone());
+    let (waker, sibling) = (wake.clone(), sibling.clone());
     let on_event = move |e: notify::Result<notify::Event>| {
         if let Ok(e) = e
             && e.paths.iter().any(|p| {
@@ -169,7 +131,8 @@ fn watch(
                 _ => {}
             }
         }
-        waker.wake();
+        // a stored permit: an event between two waits ends the next wait at once
+        waker.notify_one();
     };
     let mut w = notify::recommended_watcher(on_event).ok()?;
     match w.watch(&dir, notify::RecursiveMode::NonRecursive) {
@@ -181,29 +144,42 @@ fn watch(
     }
 }
 
-fn run_file(
-    path: &str,
-    start: Start,
-    resume: Option<super::tail::TailPosition>,
-    state: &MailState,
-    processor: &mut Processor,
-    status: &Mutex<SourceStatus>,
-    stop: &Arc<Shutdown>,
-) {
-    let mut tail = FileTail::new(path, start).with_resume(resume);
-    let mut watcher = None;
-    let sibling: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
-    let mut last_logged_error: Option<String> = None;
-    loop {
-        if watcher.is_none() {
-            watcher = watch(path, stop, &sibling);
+/// What a file source owns while it reads: moved into a blocking task for each
+/// poll and back.
+struct FileReader {
+    path: String,
+    tail: FileTail,
+    processor: Processor,
+    state: Arc<MailState>,
+    last_logged_error: Option<String>,
+}
+
+impl FileReader {
+    fn new(
+        path: &str,
+        start: Start,
+        resume: Option<TailPosition>,
+        state: Arc<MailState>,
+        processor: Processor,
+    ) -> FileReader {
+        FileReader {
+            path: path.to_string(),
+            tail: FileTail::new(path, start).with_resume(resume),
+            processor,
+            state,
+            last_logged_error: None,
         }
-        let polled_at = std::time::Instant::now();
-        let stopping = stop.is_stopped();
+    }
+
+    /// Reads what is new (after a stop, also what is left) and counts it; the
+    /// lines and the position they lead to are published as one step, under the
+    /// state file's gate. Blocks on file I/O.
+    fn poll(&mut self, stopping: bool) {
+        let FileReader { path, tail, processor, state, last_logged_error } = self;
+        let path = path.as_str();
         let counters = processor.counters().clone();
         let mut read_any = false;
         {
-            // lines are counted and the position published as one step (state file)
             let _gate = state.gate.read().unwrap_or_else(std::sync::PoisonError::into_inner);
             let mut emit = |line: &[u8], truncated: bool| {
                 if truncated {
@@ -217,11 +193,11 @@ fn run_file(
                     counters.read_errors.inc();
                     if last_logged_error.as_deref() != Some(msg.as_str()) {
                         tracing::warn!(source = path, error = %msg, "cannot read log");
-                        last_logged_error = Some(msg);
+                        *last_logged_error = Some(msg);
                     }
                 }
                 TailEvent::Opened { from_end } => {
-                    last_logged_error = None;
+                    *last_logged_error = None;
                     tracing::info!(source = path, from_end, "log opened");
                 }
                 TailEvent::Rotated => tracing::info!(source = path, "log rotated, following the new file"),
@@ -254,20 +230,50 @@ fn run_file(
         if read_any {
             counters.touch();
         }
+    }
+}
+
+async fn run_file(mut reader: FileReader, status: Arc<Mutex<SourceStatus>>, stop: CancellationToken) {
+    let wake = Arc::new(Notify::new());
+    let sibling: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
+    let mut watcher = None;
+    loop {
+        if watcher.is_none() {
+            watcher = watch(&reader.path, &wake, &sibling);
+        }
+        let polled_at = Instant::now();
+        let stopping = stop.is_cancelled();
+        reader = match tokio::task::spawn_blocking(move || {
+            reader.poll(stopping);
+            reader
+        })
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                // a panic in the reader: the source is dead, and says so
+                tracing::error!(error = %e, "a log file reader failed");
+                if let Ok(mut s) = status.lock() {
+                    s.state = TailState::Error;
+                    s.last_error = Some(format!("reader failed: {e}"));
+                }
+                return;
+            }
+        };
         if let Ok(mut s) = status.lock() {
-            s.state = tail.state();
-            s.position = tail.position();
-            s.last_error = tail.last_error().map(str::to_string);
+            s.state = reader.tail.state();
+            s.position = reader.tail.position();
+            s.last_error = reader.tail.last_error().map(str::to_string);
         }
         if stopping {
             return;
         }
-        // back off on errors so a persistent failure costs little
+        // back off on errors so a persistent failure costs little;
         // a sibling being written is logrotate's copy (copytruncate): what the writer
         // appends between the copy and the truncate exists only until the truncate,
         // so read it at once, every CLOSE_POLL, until the new sibling is quiet again
         let copying = sibling.lock().ok().and_then(|s| *s).is_some_and(|t| t.elapsed() < COPY_WATCH);
-        let pause = if tail.state() == TailState::Error {
+        let pause = if reader.tail.state() == TailState::Error {
             Duration::from_secs(1)
         } else if copying {
             CLOSE_POLL
@@ -275,23 +281,27 @@ fn run_file(
             POLL_INTERVAL
         };
         if !copying && let Some(gap) = MIN_POLL_GAP.checked_sub(polled_at.elapsed()) {
-            std::thread::sleep(gap);
+            tokio::time::sleep(gap).await;
         }
-        if stop.wait(pause) {
-            // one last poll picks up what was written before the stop
-            continue;
+        // a stop ends the wait, and one last poll picks up what was written before it
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(pause) => {}
         }
     }
 }
 
-fn run_stdin(processor: &mut Processor, status: &Mutex<SourceStatus>) {
+/// Reads standard input to its end (or the stop). The pending read of a stopped
+/// source stays with tokio's blocking pool until the process exits.
+async fn run_stdin(mut processor: Processor, status: Arc<Mutex<SourceStatus>>, stop: CancellationToken) {
     if let Ok(mut s) = status.lock() {
         s.state = TailState::Open;
     }
     let counters = processor.counters().clone();
     let mut splitter = LineSplitter::default();
     let mut buf = vec![0u8; 64 * 1024];
-    let mut stdin = std::io::stdin().lock();
+    let mut stdin = tokio::io::stdin();
     let mut emit = |line: &[u8], truncated: bool| {
         if truncated {
             counters.truncated.inc();
@@ -299,8 +309,15 @@ fn run_stdin(processor: &mut Processor, status: &Mutex<SourceStatus>) {
         processor.line(line);
     };
     loop {
-        match stdin.read(&mut buf) {
-            Ok(0) => break,
+        let read = tokio::select! {
+            _ = stop.cancelled() => break,
+            r = stdin.read(&mut buf) => r,
+        };
+        match read {
+            Ok(0) => {
+                tracing::info!("standard input ended");
+                break;
+            }
             Ok(n) => {
                 splitter.feed(&buf[..n], &mut emit);
                 counters.touch();
@@ -316,10 +333,29 @@ fn run_stdin(processor: &mut Processor, status: &Mutex<SourceStatus>) {
                     s.state = TailState::Error;
                     s.last_error = Some(e.to_string());
                 }
-                return;
+                break;
             }
         }
     }
+    // the last line needs no newline to count
     splitter.flush(&mut emit);
-    tracing::info!("standard input ended");
+}
+
+/// Stops sources and waits for their last reads: the one way a source ends, on a
+/// reload and at shutdown. A source that does not end within [`STOP_GRACE`] is
+/// logged and left behind.
+pub async fn stop_all(sources: Vec<(CancellationToken, SourceHandle)>) {
+    for (stop, _) in &sources {
+        stop.cancel();
+    }
+    for (_, mut handle) in sources {
+        let name = handle.snapshot().map(|s| s.name).unwrap_or_default();
+        if let Some(task) = handle.task.take() {
+            match tokio::time::timeout(STOP_GRACE, task).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(source = %name, error = %e, "log source task failed"),
+                Err(_) => tracing::warn!(source = %name, "log source did not stop in time"),
+            }
+        }
+    }
 }

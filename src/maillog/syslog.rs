@@ -7,7 +7,7 @@
 //! already reads `<PRI>` prefixes, RFC 3164 and RFC 3339 timestamps, and RFC 5424.
 //!
 //! - **UDP** (RFC 5426): one message per datagram; trailing newlines, carriage
-//!   returns and NULs are stripped. One thread reads the socket. The receive buffer
+//!   returns and NULs are stripped. One task reads the socket. The receive buffer
 //!   is raised to 4 MiB (forced when the process may, as rsyslog's imudp does) so that
 //!   a burst survives a busy moment; what the kernel still drops is lost, as UDP goes.
 //! - **TCP** (RFC 6587) with both framings, told apart at the start of every frame
@@ -34,18 +34,18 @@
 //!   framer and counters: the read buffer is shared by the listener's tasks;
 //! - a TCP connection idle for [`Limits::idle_timeout`] (10 minutes) is closed
 //!   (rsyslog notices a closed connection before its next send and reconnects);
-//! - every read wakes at least every 200 ms to look at the stop flag, so the source
-//!   stops promptly; an unterminated last line is processed when its connection ends
-//!   or the exporter stops, an unfinished octet-counted frame is dropped and counted
-//!   as a read error.
+//! - every read also waits for the source's stop token, so the source stops at
+//!   once; an unterminated last line is processed when its connection ends or the
+//!   exporter stops, an unfinished octet-counted frame is dropped and counted as a
+//!   read error.
 //!
-//! Threads: one per UDP listener; one per TCP listener, running a single-threaded
-//! tokio runtime where every connection is a task (each with its own [`Processor`],
-//! so Exim's multi-part lines are joined per stream; all of them count under the
-//! listener's `source` label).
+//! Tasks, on the exporter's one tokio runtime: one per UDP listener; one per TCP
+//! listener, and one per connection (each with its own [`Processor`], so Exim's
+//! multi-part lines are joined per stream; all of them count under the listener's
+//! `source` label). A stopped listener closes its connections and waits for them.
 
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -53,13 +53,11 @@ use std::time::{Duration, Instant};
 
 use super::envelope;
 use super::processor::{MailState, Processor};
-use super::source::{Shutdown, SourceHandle, SourceStatus};
+use super::source::{CancellationToken, SourceHandle, SourceStatus};
 use super::tail::{MAX_LINE, TailState};
 use crate::config::SyslogListen;
 use crate::metrics::{SharedLabel, SourceCounters};
 
-/// How long a blocking read waits before looking at the stop flag.
-const TICK: Duration = Duration::from_millis(200);
 /// Bytes read from a TCP connection at a time.
 const READ_CHUNK: usize = 16 * 1024;
 /// The UDP receive buffer asked of the kernel.
@@ -95,13 +93,14 @@ pub fn source_name(listen: &SyslogListen) -> String {
     format!("syslog:{}://{}", if listen.tcp { "tcp" } else { "udp" }, listen.addr)
 }
 
-/// Starts listening for forwarded syslog messages. Binding errors are returned (the
-/// exporter refuses to start); everything after is counted and logged.
+/// Starts listening for forwarded syslog messages, as a task of the current tokio
+/// runtime. Binding errors are returned (the exporter refuses to start); everything
+/// after is counted and logged.
 pub fn spawn(
     listen: &SyslogListen,
     max_connections: usize,
     state: Arc<MailState>,
-    stop: Arc<Shutdown>,
+    stop: CancellationToken,
 ) -> io::Result<SourceHandle> {
     spawn_with(listen, Limits { max_connections, ..Limits::default() }, state, stop)
 }
@@ -111,7 +110,7 @@ pub fn spawn_with(
     listen: &SyslogListen,
     limits: Limits,
     state: Arc<MailState>,
-    stop: Arc<Shutdown>,
+    stop: CancellationToken,
 ) -> io::Result<SourceHandle> {
     spawn_bound(listen, limits, state, stop).map(|(handle, _)| handle)
 }
@@ -121,7 +120,7 @@ pub fn spawn_bound(
     listen: &SyslogListen,
     limits: Limits,
     state: Arc<MailState>,
-    stop: Arc<Shutdown>,
+    stop: CancellationToken,
 ) -> io::Result<(SourceHandle, SocketAddr)> {
     let name = source_name(listen);
     let label = SharedLabel::new(&name);
@@ -133,43 +132,34 @@ pub fn spawn_bound(
         last_error: None,
     }));
     let st = status.clone();
-    let (thread, local) = if listen.tcp {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        let listener = {
-            let _in_runtime = runtime.enter();
-            let socket =
-                if listen.addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
-            socket.set_reuseaddr(true)?;
-            socket.bind(listen.addr)?;
-            // room for a burst of connects (std's default backlog is 128)
-            socket.listen(TCP_BACKLOG)?
-        };
+    let (task, local) = if listen.tcp {
+        let socket =
+            if listen.addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        socket.set_reuseaddr(true)?;
+        socket.bind(listen.addr)?;
+        // room for a burst of connects (std's default backlog is 128)
+        let listener = socket.listen(TCP_BACKLOG)?;
         let local = listener.local_addr()?;
-        let thread = std::thread::Builder::new().name(format!("source {name}")).spawn(move || {
-            runtime.block_on(run_tcp(listener, limits, state, label, st, stop));
-        })?;
-        (thread, local)
+        (tokio::spawn(run_tcp(listener, limits, state, label, st, stop)), local)
     } else {
-        let socket = UdpSocket::bind(listen.addr)?;
-        socket.set_read_timeout(Some(TICK))?;
+        let socket = std::net::UdpSocket::bind(listen.addr)?;
         raise_receive_buffer(&socket);
+        socket.set_nonblocking(true)?;
+        let socket = tokio::net::UdpSocket::from_std(socket)?;
         let local = socket.local_addr()?;
-        let thread = std::thread::Builder::new().name(format!("source {name}")).spawn(move || {
-            let mut processor = Processor::new(state, &label);
-            run_udp(&socket, limits, &mut processor, &st, &stop);
-        })?;
-        (thread, local)
+        let processor = Processor::new(state, &label);
+        (tokio::spawn(run_udp(socket, limits, processor, st, stop)), local)
     };
     tracing::info!(source = %name, address = %local, "syslog listening");
     if let Ok(mut s) = status.lock() {
         s.state = TailState::Open;
     }
-    Ok((SourceHandle { status, thread: Some(thread) }, local))
+    Ok((SourceHandle { status, task: Some(task) }, local))
 }
 
 /// Asks for a 4 MiB receive buffer: forced if the process has CAP_NET_ADMIN, else
 /// as much as `net.core.rmem_max` allows.
-fn raise_receive_buffer(socket: &UdpSocket) {
+fn raise_receive_buffer(socket: &std::net::UdpSocket) {
     let size: libc::c_int = UDP_RCVBUF;
     let set = |opt: libc::c_int| {
         // SAFETY: setsockopt on a socket we own, with a pointer to an int that lives
@@ -238,41 +228,45 @@ fn warn_if_postfix_daemon_lost(msg: &[u8]) {
     }
 }
 
-fn run_udp(
-    socket: &UdpSocket,
+async fn run_udp(
+    socket: tokio::net::UdpSocket,
     limits: Limits,
-    processor: &mut Processor,
-    status: &Mutex<SourceStatus>,
-    stop: &Shutdown,
+    mut processor: Processor,
+    status: Arc<Mutex<SourceStatus>>,
+    stop: CancellationToken,
 ) {
     let counters = processor.counters().clone();
     // one byte more than a message may have, to see that a datagram is longer
     let mut buf = vec![0u8; limits.max_message.max(65_535) + 1];
     let mut last_logged: Option<Instant> = None;
-    while !stop.is_stopped() {
-        match socket.recv_from(&mut buf) {
+    loop {
+        let received = tokio::select! {
+            _ = stop.cancelled() => break,
+            r = socket.recv_from(&mut buf) => r,
+        };
+        match received {
             Ok((n, _peer)) => {
                 let cut = n > limits.max_message;
-                deliver(processor, &counters, &buf[..n], limits.max_message, cut);
+                deliver(&mut processor, &counters, &buf[..n], limits.max_message, cut);
                 counters.touch();
                 if let Ok(mut s) = status.lock() {
                     s.position += n as u64;
                 }
             }
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
             Err(e) => {
                 counters.read_errors.inc();
                 if last_logged.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
-                    tracing::warn!(source = %status_name(status), error = %e, "syslog: receive failed");
+                    tracing::warn!(source = %status_name(&status), error = %e, "syslog: receive failed");
                     last_logged = Some(Instant::now());
                 }
                 if let Ok(mut s) = status.lock() {
                     s.last_error = Some(e.to_string());
                 }
                 // do not spin on a persistent error
-                if stop.wait(Duration::from_millis(100)) {
-                    break;
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
                 }
             }
         }
@@ -283,7 +277,7 @@ fn status_name(status: &Mutex<SourceStatus>) -> String {
     status.lock().map(|s| s.name.clone()).unwrap_or_default()
 }
 
-/// Decrements the connection count when a connection thread ends.
+/// Decrements the connection count when a connection task ends.
 struct Slot(Arc<AtomicUsize>);
 
 impl Drop for Slot {
@@ -293,21 +287,21 @@ impl Drop for Slot {
 }
 
 thread_local! {
-    /// The read buffer of every connection of a listener: its tasks run on one
-    /// thread and never hold it across an await, so a connection costs its framer
-    /// and counters, not a buffer of its own.
+    /// The read buffer of the connections served by one worker thread: a task
+    /// never holds it across an await, so a connection costs its framer and
+    /// counters, not a buffer of its own.
     static READ_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; READ_CHUNK]);
 }
 
-/// Accepts connections until the stop signal; each connection is a task of this
-/// listener's runtime (one thread), with its own [`Processor`].
+/// Accepts connections until the stop token is cancelled; each connection is a
+/// task with its own [`Processor`]. Then closes the connections and waits for them.
 async fn run_tcp(
     listener: tokio::net::TcpListener,
     limits: Limits,
     state: Arc<MailState>,
     label: SharedLabel,
     status: Arc<Mutex<SourceStatus>>,
-    stop: Arc<Shutdown>,
+    stop: CancellationToken,
 ) {
     // counters of the listener itself (refused connections, accept errors)
     let counters = state.metrics.source_counters(&label);
@@ -315,12 +309,12 @@ async fn run_tcp(
     drop(Processor::new(state.clone(), &label));
     let name = label.as_str().to_string();
     let active = Arc::new(AtomicUsize::new(0));
-    let (stopping, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     let mut last_refusal_log: Option<Instant> = None;
-    let mut tick = tokio::time::interval(TICK);
     loop {
         tokio::select! {
+            _ = stop.cancelled() => break,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     if active.load(Ordering::SeqCst) >= limits.max_connections {
@@ -335,10 +329,10 @@ async fn run_tcp(
                     active.fetch_add(1, Ordering::SeqCst);
                     let slot = Slot(active.clone());
                     let processor = Processor::new(state.clone(), &label);
-                    let (status, stop_rx) = (status.clone(), stop_rx.clone());
+                    let (status, stop) = (status.clone(), stop.clone());
                     tasks.spawn(async move {
                         let _slot = slot;
-                        serve_connection(stream, peer, limits, processor, &status, stop_rx).await;
+                        serve_connection(stream, peer, limits, processor, &status, stop).await;
                     });
                 }
                 Err(e) => {
@@ -351,16 +345,10 @@ async fn run_tcp(
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
-            _ = tick.tick() => {
-                if stop.is_stopped() {
-                    break;
-                }
-                while tasks.try_join_next().is_some() {}
-            }
         }
     }
     drop(listener);
-    let _ = stopping.send(true);
+    // the connections see the same token and end after what they hold
     while tasks.join_next().await.is_some() {}
 }
 
@@ -370,7 +358,7 @@ async fn serve_connection(
     limits: Limits,
     mut processor: Processor,
     status: &Mutex<SourceStatus>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     let counters = processor.counters().clone();
     tracing::debug!(%peer, "syslog connection");
@@ -378,7 +366,7 @@ async fn serve_connection(
     let mut emit = |msg: &[u8], cut: bool| deliver(&mut processor, &counters, msg, limits.max_message, cut);
     let end = loop {
         let ready = tokio::select! {
-            _ = stop.changed() => break "stopping",
+            _ = stop.cancelled() => break "stopping",
             r = tokio::time::timeout(limits.idle_timeout, stream.readable()) => r,
         };
         match ready {
@@ -559,7 +547,7 @@ mod tests {
     use crate::maillog::Outcome;
     use crate::metrics::Metrics;
     use std::io::{Read, Write};
-    use std::net::TcpStream;
+    use std::net::{TcpStream, UdpSocket};
 
     fn frames(chunks: &[&[u8]], max: usize) -> (Vec<(String, bool)>, bool) {
         let mut f = Framer::new(max);
@@ -636,8 +624,9 @@ mod tests {
     const REJECT_5424: &str = "<22>1 2026-05-28T08:25:35.123456+00:00 talon postfix/smtpd 123 - - NOQUEUE: reject: RCPT from unknown[192.0.2.1]: 554 5.7.1 <x@nmrc.org>: Relay access denied; from=<a@example.com> to=<x@nmrc.org> proto=ESMTP helo=<x>";
 
     struct Running {
+        runtime: tokio::runtime::Runtime,
         state: Arc<MailState>,
-        stop: Arc<Shutdown>,
+        stop: CancellationToken,
         handle: SourceHandle,
         addr: SocketAddr,
     }
@@ -646,9 +635,13 @@ mod tests {
         fn start(tcp: bool, limits: Limits) -> Running {
             let listen = SyslogListen { tcp, addr: "127.0.0.1:0".parse().unwrap() };
             let state = Arc::new(MailState::new(Arc::new(Metrics::for_replay()), 64, "default", &["nmrc.org".into()]));
-            let stop = Arc::new(Shutdown::default());
-            let (handle, addr) = spawn_bound(&listen, limits, state.clone(), stop.clone()).unwrap();
-            Running { state, stop, handle, addr }
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            let stop = CancellationToken::new();
+            let (handle, addr) = {
+                let _in = runtime.enter();
+                spawn_bound(&listen, limits, state.clone(), stop.clone()).unwrap()
+            };
+            Running { runtime, state, stop, handle, addr }
         }
 
         fn lines(&self, outcome: Outcome) -> u64 {
@@ -679,8 +672,8 @@ mod tests {
 
         fn stop(mut self) -> Duration {
             let t = Instant::now();
-            self.stop.trigger();
-            self.handle.thread.take().unwrap().join().unwrap();
+            self.stop.cancel();
+            self.runtime.block_on(self.handle.task.take().unwrap()).unwrap();
             t.elapsed()
         }
     }
