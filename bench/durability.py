@@ -86,9 +86,9 @@ def per_host(text):
     return {l.get("host"): int(v) for l, v in bl.samples(text, "mailroute_smtp_rejects_total")}
 
 
-def exporter(binary, port, cfg):
+def exporter(binary, port, cfg, level="warn"):
     return bl.Daemon("mailroute_exporter", [binary, "serve", "--config.file=%s" % cfg,
-                                            "--web.listen-address=127.0.0.1:%d" % port, "--log.level=warn"], port)
+                                            "--web.listen-address=127.0.0.1:%d" % port, "--log.level=" + level], port)
 
 
 def settle(ex, want_total, quiet=1.0, limit=60):
@@ -195,7 +195,8 @@ def cmd_copytruncate(a):
             f.write('[maillog]\npaths = ["%s"]\nstart = "beginning"\nlocal_domains = ["nmrc.org"]\n' % log)
         open(log, "w").close()
         port = bl.free_port()
-        ex = exporter(a.bin, port, cfg)
+        # info: the exporter's log says how each truncation was handled
+        ex = exporter(a.bin, port, cfg, level="info")
         w = Writer(log, a.rate, reopen=False)
         w.start()
         t0, rotations, next_rot = time.monotonic(), 0, a.rotate_every
@@ -207,16 +208,19 @@ def cmd_copytruncate(a):
                 next_rot += a.rotate_every
         w.stop.set()
         w.join()
-        text = settle(ex, w.written, quiet=2)
-        copies = ex.err_text().count("from its rotated copy")
+        # quiet=10: on a loaded machine a reader may not run for seconds; stopping
+        # earlier would report lines still unread as lost
+        text = settle(ex, w.written, quiet=10)
+        log = ex.err_text()
+        copies, truncations = log.count("from its rotated copy"), log.count("log truncated")
         cpu = ex.cpu()
         ex.stop()
     lost, double = compare(w.per_host(), text)
     per = lost / rotations if rotations else 0
     print("copytruncate: %.0f s, %d lines/s, logrotate copytruncate every %.1f s (%d rotations): written %d, lost %d "
-          "(%.1f per rotation), counted twice %d; exporter CPU %.1f s" % (a.secs, a.rate, a.rotate_every, rotations,
-                                                                          w.written, lost, per, double, cpu))
-    del copies
+          "(%.1f per rotation), counted twice %d; truncations seen %d, rest read from the copy %d times; "
+          "exporter CPU %.1f s" % (a.secs, a.rate, a.rotate_every, rotations, w.written, lost, per, double,
+                                   truncations, copies, cpu))
     return per <= 4 and double == 0
 
 

@@ -336,3 +336,44 @@ fn syslog_max_connections_caps_each_tcp_listener() {
     );
     drop(held);
 }
+
+/// One SIGTERM ends every source (a file, a UDP and a TCP syslog listener) through
+/// the one shutdown token, and the state file is saved after they all ended: the
+/// unterminated last line of a TCP sender, counted only when the listener stops,
+/// is in the saved counters, and the file is not read again at the next start.
+#[test]
+fn one_sigterm_stops_every_source_and_the_last_save_holds_what_they_read() {
+    let s = setup();
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (udp, tcp) = (free(), free());
+    std::fs::write(
+        &s.cfg,
+        format!(
+            "[maillog]\npaths = [\"{}\"]\nstart = \"beginning\"\nstate_file = \"{}\"\nlocal_domains = [\"nmrc.org\"]\n\
+             syslog_listen = [\"udp://127.0.0.1:{udp}\", \"tcp://127.0.0.1:{tcp}\"]\n",
+            s.log.display(),
+            s.state.display()
+        ),
+    )
+    .unwrap();
+    append(&s.log, lines(0, 10).as_bytes());
+    let mut ex = s.start();
+    let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 10..15 {
+        tx.send_to(line(i).as_bytes(), ("127.0.0.1", udp)).unwrap();
+    }
+    let mut sender = std::net::TcpStream::connect(("127.0.0.1", tcp)).unwrap();
+    sender.write_all(lines(15, 20).as_bytes()).unwrap();
+    // the last line has no newline yet: it counts when the connection or the listener ends
+    sender.write_all(line(20).trim_end().as_bytes()).unwrap();
+    let text = ex.wait_for(|t| metric_sum(t, "mailroute_smtp_rejects_total", &[]) >= 20.0, Duration::from_secs(10));
+    assert_eq!(metric_sum(&text, "mailroute_smtp_rejects_total", &[]), 20.0);
+    let t0 = Instant::now();
+    let status = ex.stop();
+    assert!(status.success(), "exit status {status}; stderr:\n{}", ex.stderr());
+    assert!(t0.elapsed() < Duration::from_secs(5), "took {:?} to stop", t0.elapsed());
+    drop(sender);
+    let ex = s.start();
+    let text = ex.scrape();
+    assert_eq!(per_host(&text), want_per_host(21), "stderr of the restart:\n{}", ex.stderr());
+}
