@@ -551,3 +551,39 @@ fn start_beginning_reads_what_is_already_in_the_journal() {
     let text = wait_lines(&ex, lab.len() as u64);
     assert_counts(&text, &expected, 1, "journal");
 }
+
+/// With a state file, the journal follows on from the cursor of the last entry it
+/// counted: after a `kill -9`, the entries logged while the exporter was down are
+/// read (without the saved cursor, the default `start = "end"` would skip them),
+/// and none is counted twice.
+#[test]
+fn a_restart_follows_on_from_the_saved_cursor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let jdir = tmp.path().join("journal");
+    std::fs::create_dir(&jdir).unwrap();
+    let state = tmp.path().join("mailroute.state");
+    let cfg = tmp.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!("[maillog]\njournal = true\nlocal_domains = [\"broken.test\"]\nstate_file = \"{}\"\n", state.display()),
+    )
+    .unwrap();
+    let lab = lab_lines();
+    let entries: Vec<Entry> = lab.iter().map(|l| entry_of_line(l)).collect();
+    let mut clock = 0;
+    let env = [("MAILROUTE_JOURNAL_ARGS", format!("--directory={}", jdir.display()))];
+    let args = ["serve", &format!("--config.file={}", cfg.display())];
+    let mut ex = start_with_env(&args, &env);
+    wait_log(&ex, "following the journal", 1);
+    write_journal(&jdir, "first", &entries, &mut clock);
+    // the scrape that saw every entry saved them, with the cursor of the last one
+    wait_lines(&ex, lab.len() as u64);
+    ex.signal(libc::SIGKILL);
+    ex.wait_exit(Duration::from_secs(10)).expect("killed");
+    write_journal(&jdir, "while-down", &entries, &mut clock);
+    let ex = start_with_env(&args, &env);
+    let text = wait_lines(&ex, 2 * lab.len() as u64);
+    assert_counts(&text, &replay(tmp.path(), &cfg, &lab), 2, "journal");
+    assert!(ex.stderr().contains("resuming after the entry the last run counted last"), "{}", ex.stderr());
+    assert!(!ex.stderr().contains("starting at the tail"), "{}", ex.stderr());
+}

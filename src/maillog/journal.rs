@@ -55,7 +55,11 @@
 //!   `journalctl -n 1 --output=json MATCHES` gives the cursor of the newest matching
 //!   entry, and following starts from there. With no matching entry at all, following
 //!   starts at the beginning: everything it will see is new;
-//! - `start = "beginning"`: following starts at the beginning.
+//! - `start = "beginning"`: following starts at the beginning;
+//! - with a state file (`[maillog] state_file`), the cursor of the last entry counted
+//!   is saved with the counters, in the same snapshot, and a restart (`kill -9`
+//!   included) follows on from it whatever `start` says: what was logged while the
+//!   exporter was down is read, nothing is counted twice.
 //!
 //! journalctl follows rotation itself (it watches the journal directory). It is
 //! restarted from the cursor when it exits (after 0.1 s if it had delivered entries,
@@ -415,15 +419,21 @@ pub fn spawn_with(settings: Settings, start: Start, state: Arc<MailState>, stop:
         position: 0,
         last_error: None,
     }));
-    let processor = Processor::new(state, &label);
+    let processor = Processor::new(state.clone(), &label);
+    // a cursor saved in the state file: follow on from the last entry counted
+    let resumed = state.take_resume_cursor(SOURCE);
+    if resumed.is_some() {
+        tracing::info!(source = SOURCE, "journal: resuming after the entry the last run counted last");
+    }
     let mut follower = Follower {
         counters: processor.counters().clone(),
         processor,
+        state,
         settings,
         start,
-        cursor: None,
+        first_start: resumed.is_none(),
+        cursor: resumed,
         skip_cursor: None,
-        first_start: true,
         status: status.clone(),
         stop,
         lines: BoundedLines::new(MAX_JSON_LINE),
@@ -447,6 +457,8 @@ enum RunEnd {
 
 struct Follower {
     processor: Processor,
+    /// For the state file: lines are counted and the cursor published under its gate.
+    state: Arc<MailState>,
     counters: SourceCounters,
     settings: Settings,
     start: Start,
@@ -680,6 +692,10 @@ impl Follower {
     /// Processes a chunk of JSON lines; true when an entry was processed.
     fn feed(&mut self, chunk: &[u8]) -> bool {
         let mut processed = false;
+        let state = self.state.clone();
+        // the chunk's entries are counted and the cursor they lead to published as
+        // one step, between two state file snapshots
+        let _gate = state.gate.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut lines = std::mem::replace(&mut self.lines, BoundedLines::new(0));
         lines.feed(chunk, &mut |l| match l {
             None => {
@@ -714,6 +730,9 @@ impl Follower {
         });
         self.lines = lines;
         if processed {
+            if let Some(c) = &self.cursor {
+                state.publish_cursor(SOURCE, c);
+            }
             self.counters.touch();
         }
         processed

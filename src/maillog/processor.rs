@@ -90,6 +90,10 @@ pub struct MailState {
     positions: Mutex<BTreeMap<String, TailPosition>>,
     /// Positions restored from the state file, taken by the sources as they start.
     resume: Mutex<BTreeMap<String, TailPosition>>,
+    /// The journal source's cursor (the last entry counted), as published with its lines.
+    cursors: Mutex<BTreeMap<String, String>>,
+    /// Cursors restored from the state file, taken by the journal source as it starts.
+    resume_cursors: Mutex<BTreeMap<String, String>>,
     /// A state file is kept: a stopping source leaves an unfinished line for the
     /// next start instead of counting it.
     pub persistent: AtomicBool,
@@ -131,6 +135,8 @@ impl MailState {
             gate: RwLock::new(()),
             positions: Mutex::new(BTreeMap::new()),
             resume: Mutex::new(BTreeMap::new()),
+            cursors: Mutex::new(BTreeMap::new()),
+            resume_cursors: Mutex::new(BTreeMap::new()),
             persistent: AtomicBool::new(false),
         };
         state.set_domains(domains);
@@ -219,6 +225,35 @@ impl MailState {
     /// The restored position of a source, once.
     pub fn take_resume(&self, source: &str) -> Option<TailPosition> {
         self.resume.lock().ok()?.remove(source)
+    }
+
+    /// Records the cursor of the last journal entry counted (call holding [`Self::gate`]).
+    pub fn publish_cursor(&self, source: &str, cursor: &str) {
+        if let Ok(mut c) = self.cursors.lock()
+            && c.get(source).is_none_or(|old| old != cursor)
+        {
+            c.insert(source.to_string(), cursor.to_string());
+        }
+    }
+
+    /// Every journal source's cursor, for a snapshot.
+    pub fn cursors(&self) -> BTreeMap<String, String> {
+        self.cursors.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// The restored cursor of a journal source, once.
+    pub fn take_resume_cursor(&self, source: &str) -> Option<String> {
+        self.resume_cursors.lock().ok()?.remove(source)
+    }
+
+    /// Keeps the journal cursors of a state file for the sources to resume from.
+    pub fn restore_cursors(&self, cursors: BTreeMap<String, String>) {
+        if let Ok(mut c) = self.cursors.lock() {
+            c.extend(cursors.clone());
+        }
+        if let Ok(mut r) = self.resume_cursors.lock() {
+            *r = cursors;
+        }
     }
 
     /// Adds counts from a state file (before any source runs) and keeps the saved

@@ -16,8 +16,10 @@
 //! `mailroute_state_file_errors_total`, renamed to `STATE.corrupt`, and the exporter
 //! starts fresh: never a refusal to start.
 //!
-//! Journal, syslog and stdin sources keep their counters across restarts, not a
-//! position: lines they deliver between the last save and a crash are not replayed.
+//! The journal source publishes the cursor of its last counted entry under the same
+//! gate, and a restart follows on from that cursor. Syslog and stdin sources keep
+//! their counters across restarts, not a position (a syslog sender cannot be asked
+//! to send again): lines they deliver between the last save and a crash are lost.
 //!
 //! [`MailState`]: super::processor::MailState
 
@@ -95,6 +97,10 @@ pub struct Snapshot {
     pub sources: Vec<SourceCount>,
     /// Source name (the configured path) → where its reading stands.
     pub positions: BTreeMap<String, TailPosition>,
+    /// Journal source → the cursor of the last entry counted (absent in files
+    /// written before the journal resumed from the state file).
+    #[serde(default)]
+    pub cursors: BTreeMap<String, String>,
 }
 
 /// The counters of a snapshot, typed.
@@ -111,7 +117,11 @@ pub type SourceCounts = (String, Vec<(Outcome, u64)>, u64, u64);
 
 impl Snapshot {
     /// A snapshot of these counters and positions.
-    pub fn new(tally: &Tally, positions: BTreeMap<String, TailPosition>) -> Snapshot {
+    pub fn new(
+        tally: &Tally,
+        positions: BTreeMap<String, TailPosition>,
+        cursors: BTreeMap<String, String>,
+    ) -> Snapshot {
         let mut sources: BTreeMap<String, SourceCount> = BTreeMap::new();
         for (s, o, n) in &tally.lines {
             let e = sources.entry(s.clone()).or_insert_with(|| SourceCount {
@@ -158,6 +168,7 @@ impl Snapshot {
                 .collect(),
             sources: sources.into_values().collect(),
             positions,
+            cursors,
         }
     }
 
@@ -306,10 +317,12 @@ impl Persister {
             Loaded::Restored(sc) => {
                 let (s, counts) = *sc;
                 self.mail.restore(&counts, s.positions.clone());
+                self.mail.restore_cursors(s.cursors.clone());
                 tracing::info!(
                     state_file = %self.path.display(),
                     saved_at = s.saved_at,
                     files = s.positions.len(),
+                    journal_cursors = s.cursors.len(),
                     "counters and positions restored"
                 );
             }
@@ -330,7 +343,7 @@ impl Persister {
     pub fn snapshot_with<T>(&self, inside: impl FnOnce() -> T) -> (T, Snapshot, u64) {
         let _gate = self.mail.gate.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         let out = inside();
-        let snapshot = Snapshot::new(&self.mail.tally(), self.mail.positions());
+        let snapshot = Snapshot::new(&self.mail.tally(), self.mail.positions(), self.mail.cursors());
         let n = self.next.fetch_add(1, Ordering::SeqCst);
         (out, snapshot, n)
     }
