@@ -34,6 +34,12 @@ pub const MIN_POLL_GAP: Duration = Duration::from_millis(2);
 pub const CLOSE_POLL: Duration = Duration::from_millis(1);
 /// How long after the last write to a sibling the close reading goes on.
 pub const COPY_WATCH: Duration = Duration::from_millis(500);
+/// While a copy is written, one blocking task polls the file this long, every
+/// [`COPY_SPIN`], before handing back to the runtime: no scheduling hop per read when
+/// a loaded machine makes every hop slow.
+pub const COPY_BURST: Duration = Duration::from_millis(25);
+/// The pause between two polls of a burst.
+pub const COPY_SPIN: Duration = Duration::from_micros(200);
 /// How long `serve` waits for a stopped source's last read before going on without it.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
 
@@ -171,14 +177,25 @@ impl FileReader {
         }
     }
 
+    /// Polls every [`COPY_SPIN`] for up to [`COPY_BURST`], or until the truncate
+    /// that follows a copy is seen: what the writer appends between logrotate's copy
+    /// and its truncate is in no file afterwards, so it must be read in between.
+    fn poll_closely(&mut self) {
+        let until = Instant::now() + COPY_BURST;
+        while !self.poll(false) && Instant::now() < until {
+            std::thread::sleep(COPY_SPIN);
+        }
+    }
+
     /// Reads what is new (after a stop, also what is left) and counts it; the
     /// lines and the position they lead to are published as one step, under the
-    /// state file's gate. Blocks on file I/O.
-    fn poll(&mut self, stopping: bool) {
+    /// state file's gate. Blocks on file I/O. True when the file was truncated.
+    fn poll(&mut self, stopping: bool) -> bool {
         let FileReader { path, tail, processor, state, last_logged_error } = self;
         let path = path.as_str();
         let counters = processor.counters().clone();
         let mut read_any = false;
+        let mut truncated = false;
         {
             let _gate = state.gate.read().unwrap_or_else(std::sync::PoisonError::into_inner);
             let mut emit = |line: &[u8], truncated: bool| {
@@ -201,7 +218,10 @@ impl FileReader {
                     tracing::info!(source = path, from_end, "log opened");
                 }
                 TailEvent::Rotated => tracing::info!(source = path, "log rotated, following the new file"),
-                TailEvent::Truncated => tracing::info!(source = path, "log truncated, reading from its start"),
+                TailEvent::Truncated => {
+                    truncated = true;
+                    tracing::info!(source = path, "log truncated, reading from its start")
+                }
                 TailEvent::CopyRead(copy) => {
                     tracing::info!(source = path, copy = %copy.display(), "read the rest of the log from its rotated copy")
                 }
@@ -230,6 +250,7 @@ impl FileReader {
         if read_any {
             counters.touch();
         }
+        truncated
     }
 }
 
@@ -237,14 +258,20 @@ async fn run_file(mut reader: FileReader, status: Arc<Mutex<SourceStatus>>, stop
     let wake = Arc::new(Notify::new());
     let sibling: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
     let mut watcher = None;
+    let copying = || sibling.lock().ok().and_then(|s| *s).is_some_and(|t| t.elapsed() < COPY_WATCH);
     loop {
         if watcher.is_none() {
             watcher = watch(&reader.path, &wake, &sibling);
         }
         let polled_at = Instant::now();
         let stopping = stop.is_cancelled();
+        let closely = !stopping && copying();
         reader = match tokio::task::spawn_blocking(move || {
-            reader.poll(stopping);
+            if closely {
+                reader.poll_closely();
+            } else {
+                reader.poll(stopping);
+            }
             reader
         })
         .await
@@ -272,7 +299,7 @@ async fn run_file(mut reader: FileReader, status: Arc<Mutex<SourceStatus>>, stop
         // a sibling being written is logrotate's copy (copytruncate): what the writer
         // appends between the copy and the truncate exists only until the truncate,
         // so read it at once, every CLOSE_POLL, until the new sibling is quiet again
-        let copying = sibling.lock().ok().and_then(|s| *s).is_some_and(|t| t.elapsed() < COPY_WATCH);
+        let copying = copying();
         let pause = if reader.tail.state() == TailState::Error {
             Duration::from_secs(1)
         } else if copying {
