@@ -331,6 +331,38 @@ fn standard_input_is_a_source() {
     assert!(status.success(), "{status}");
 }
 
+/// SIGTERM while standard input is still open: the stdin source ends with the one
+/// shutdown (its pending read does not hold the exit), its unterminated last line
+/// counts, and the state file saved after it keeps that line.
+#[test]
+fn sigterm_with_standard_input_open_stops_and_keeps_the_last_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    let state = dir.path().join("state.json");
+    std::fs::write(&cfg, format!("[maillog]\nlocal_domains = [\"nmrc.org\"]\nstate_file = \"{}\"\n", state.display()))
+        .unwrap();
+    let args = ["serve", &format!("--config.file={}", cfg.display()), "--maillog.path=-"];
+    let mut ex = Exporter::start_with_stdin(&args);
+    wait_ready(&ex);
+    ex.write_stdin(relay_denied("talon", "a@nmrc.org").as_bytes());
+    ex.wait_for(|t| lines(t, "stdin", "reject") == Some(1.0), WAIT);
+    ex.write_stdin(relay_denied("talon", "b@nmrc.org").trim_end().as_bytes());
+    // let the source read the unterminated line before the signal
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    let status = ex.stop();
+    assert!(t0.elapsed() < Duration::from_secs(5), "took {:?} to stop", t0.elapsed());
+    assert!(status.success(), "{status}; stderr:\n{}", ex.stderr());
+    let mut again = Exporter::start_with_stdin(&args);
+    again.close_stdin();
+    let text = again.scrape();
+    assert_eq!(lines(&text, "stdin", "reject"), Some(2.0), "stderr:\n{}", again.stderr());
+    assert_eq!(
+        metric_value(&text, "mailroute_misroutes_total", &[("host", "talon"), ("domain", "nmrc.org")]),
+        Some(2.0)
+    );
+}
+
 #[test]
 fn metric_value_reads_exact_label_sets() {
     let text = "# TYPE a counter\na_total{x=\"1\",y=\"q\\\"u\\\\o\"} 3\nb 4.5\nc{} 1e3\n";
