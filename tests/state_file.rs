@@ -377,3 +377,35 @@ fn one_sigterm_stops_every_source_and_the_last_save_holds_what_they_read() {
     let text = ex.scrape();
     assert_eq!(per_host(&text), want_per_host(21), "stderr of the restart:\n{}", ex.stderr());
 }
+
+/// What the Exim joiner holds survives `kill -9`: a split entry (`[1/2]` before the
+/// kill, `[2/2]` after) counts once, and the reject-log copy of a reject, logged
+/// right after the restart, is not counted again.
+#[test]
+fn a_kill_between_the_parts_of_an_exim_entry_loses_nothing_and_counts_no_copy() {
+    let s = setup();
+    let relay = "May 28 08:25:35 gw exim[5]: 2026-05-28 08:25:35 H=x [192.0.2.1] F=<s@x.example> rejected RCPT <a@nmrc.org>: relay not permitted\n";
+    let part1 = "May 28 08:25:36 gw exim[6]: [1/2] 2026-05-28 08:25:36 H=x [192.0.2.1] F=<s@x.example> rejected RCPT <b@nmrc.org>: Unkno\n";
+    let part2 = "May 28 08:25:36 gw exim[6]: [2/2] wn user\n";
+    append(&s.log, format!("{part1}{relay}").as_bytes());
+    let mut ex = s.start();
+    let rejects = |t: &str, reason: &str| {
+        metric_value(
+            t,
+            "mailroute_smtp_rejects_total",
+            &[("host", "gw"), ("mta", "exim"), ("stage", "rcpt"), ("reason", reason), ("class", "permanent")],
+        )
+    };
+    // this scrape saved the state: the reject counted, the first part held
+    ex.wait_for(|t| rejects(t, "relay_denied") == Some(1.0), Duration::from_secs(10));
+    ex.signal(libc::SIGKILL);
+    ex.wait_exit(Duration::from_secs(10)).expect("killed");
+    // the reject-log copy of the reject, then the rest of the split entry
+    append(&s.log, format!("{relay}{part2}").as_bytes());
+    let ex = s.start();
+    let text = ex.wait_for(|t| rejects(t, "unknown_user") == Some(1.0), Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(300));
+    let text = if rejects(&text, "relay_denied") == Some(1.0) { ex.scrape() } else { text };
+    assert_eq!(rejects(&text, "relay_denied"), Some(1.0), "the copy is not a second reject; stderr:\n{}", ex.stderr());
+    assert_eq!(rejects(&text, "unknown_user"), Some(1.0), "stderr:\n{}", ex.stderr());
+}

@@ -42,6 +42,7 @@
 //! (`smtp`, `esmtp`, `esmtps`, `esmtpa`, `esmtpsa`, `local-smtp`, …; not
 //! `local-bsmtp`).
 
+use base64::Engine as _;
 use std::collections::HashMap;
 
 use super::postfix::class_of;
@@ -527,6 +528,76 @@ impl EximJoiner {
     pub fn tracked(&self) -> usize {
         self.by_process.len()
     }
+
+    /// Nothing held: no split entry under way, no reject to tell a duplicate of.
+    pub fn is_idle(&self) -> bool {
+        self.last_reject.is_none() && self.by_process.values().all(|p| p.line.is_empty() && p.total == 0)
+    }
+
+    /// What the joiner holds, for the state file: a restart between the parts of a
+    /// split entry, or between a reject and its reject-log copy, then neither loses
+    /// the entry nor counts the copy. At most [`MAX_SAVED`] entries and
+    /// [`MAX_SAVED_BYTES`] are kept; beyond that the rest is dropped, as the
+    /// joiner's own bound would.
+    pub fn save(&self) -> JoinState {
+        let mut bytes = 0;
+        let mut pending: Vec<SavedPart> = Vec::new();
+        for (key, p) in &self.by_process {
+            if p.total == 0 && p.line.is_empty() {
+                continue;
+            }
+            if pending.len() >= MAX_SAVED || bytes + p.line.len() > MAX_SAVED_BYTES {
+                break;
+            }
+            bytes += p.line.len();
+            pending.push(SavedPart {
+                process: *key,
+                line: base64::engine::general_purpose::STANDARD.encode(&p.line),
+                line_done: p.line_done,
+                total: p.total,
+            });
+        }
+        pending.sort_by_key(|p| p.process);
+        JoinState { pending, last_reject: self.last_reject }
+    }
+
+    /// Takes back what [`EximJoiner::save`] kept (parts that do not decode are dropped).
+    pub fn restore(&mut self, saved: &JoinState) {
+        for s in saved.pending.iter().take(MAX_SAVED) {
+            let Ok(line) = base64::engine::general_purpose::STANDARD.decode(&s.line) else { continue };
+            if line.len() > MAX_JOINED {
+                continue;
+            }
+            self.by_process.insert(s.process, Pending { line, line_done: s.line_done, total: s.total });
+        }
+        self.last_reject = saved.last_reject;
+    }
+}
+
+/// Split entries saved in the state file per source, at most this many.
+const MAX_SAVED: usize = 256;
+/// And at most this many bytes of joined first lines.
+const MAX_SAVED_BYTES: usize = 1024 * 1024;
+
+/// One split entry under way, as the state file keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SavedPart {
+    /// The hash of host and pid the parts are joined under.
+    pub process: u64,
+    /// The first line so far, base64.
+    pub line: String,
+    pub line_done: bool,
+    pub total: u32,
+}
+
+/// What an [`EximJoiner`] holds between two lines, as the state file keeps it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinState {
+    pub pending: Vec<SavedPart>,
+    /// (process, text hash) of the reject on the line just before.
+    pub last_reject: Option<(u64, u64)>,
 }
 
 #[cfg(test)]

@@ -419,9 +419,15 @@ pub fn spawn_with(settings: Settings, start: Start, state: Arc<MailState>, stop:
         position: 0,
         last_error: None,
     }));
-    let processor = Processor::new(state.clone(), &label);
-    // a cursor saved in the state file: follow on from the last entry counted
+    let mut processor = Processor::new(state.clone(), &label);
+    // a cursor saved in the state file: follow on from the last entry counted, with
+    // what the Exim joiner held then
     let resumed = state.take_resume_cursor(SOURCE);
+    if resumed.is_some()
+        && let Some(join) = state.take_resume_join(SOURCE)
+    {
+        processor.restore_join_state(&join);
+    }
     if resumed.is_some() {
         tracing::info!(source = SOURCE, "journal: resuming after the entry the last run counted last");
     }
@@ -733,6 +739,7 @@ impl Follower {
             if let Some(c) = &self.cursor {
                 state.publish_cursor(SOURCE, c);
             }
+            state.publish_join(SOURCE, self.processor.join_state());
             self.counters.touch();
         }
         processed

@@ -92,6 +92,10 @@ pub struct MailState {
     resume: Mutex<BTreeMap<String, TailPosition>>,
     /// The journal source's cursor (the last entry counted), as published with its lines.
     cursors: Mutex<BTreeMap<String, String>>,
+    /// What each source's Exim joiner holds, published with its position.
+    joins: Mutex<BTreeMap<String, exim::JoinState>>,
+    /// Joiner states restored from the state file, taken by the sources as they start.
+    resume_joins: Mutex<BTreeMap<String, exim::JoinState>>,
     /// Cursors restored from the state file, taken by the journal source as it starts.
     resume_cursors: Mutex<BTreeMap<String, String>>,
     /// A state file is kept: a stopping source leaves an unfinished line for the
@@ -137,6 +141,8 @@ impl MailState {
             resume: Mutex::new(BTreeMap::new()),
             cursors: Mutex::new(BTreeMap::new()),
             resume_cursors: Mutex::new(BTreeMap::new()),
+            joins: Mutex::new(BTreeMap::new()),
+            resume_joins: Mutex::new(BTreeMap::new()),
             persistent: AtomicBool::new(false),
         };
         state.set_domains(domains);
@@ -244,6 +250,41 @@ impl MailState {
     /// The restored cursor of a journal source, once.
     pub fn take_resume_cursor(&self, source: &str) -> Option<String> {
         self.resume_cursors.lock().ok()?.remove(source)
+    }
+
+    /// Records what a source's Exim joiner holds, `None` for nothing (call holding
+    /// [`Self::gate`], with the position the lines lead to).
+    pub fn publish_join(&self, source: &str, join: Option<exim::JoinState>) {
+        if let Ok(mut j) = self.joins.lock() {
+            match join {
+                Some(s) => {
+                    j.insert(source.to_string(), s);
+                }
+                None => {
+                    j.remove(source);
+                }
+            }
+        }
+    }
+
+    /// Every source's joiner state, for a snapshot.
+    pub fn joins(&self) -> BTreeMap<String, exim::JoinState> {
+        self.joins.lock().map(|j| j.clone()).unwrap_or_default()
+    }
+
+    /// The restored joiner state of a source, once.
+    pub fn take_resume_join(&self, source: &str) -> Option<exim::JoinState> {
+        self.resume_joins.lock().ok()?.remove(source)
+    }
+
+    /// Keeps the joiner states of a state file for the sources to resume with.
+    pub fn restore_joins(&self, joins: BTreeMap<String, exim::JoinState>) {
+        if let Ok(mut j) = self.joins.lock() {
+            j.extend(joins.clone());
+        }
+        if let Ok(mut r) = self.resume_joins.lock() {
+            *r = joins;
+        }
     }
 
     /// Keeps the journal cursors of a state file for the sources to resume from.
@@ -436,6 +477,16 @@ impl Processor {
 
     pub fn counters(&self) -> &SourceCounters {
         &self.counters
+    }
+
+    /// What the Exim joiner holds (`None` when nothing), for the state file.
+    pub fn join_state(&self) -> Option<exim::JoinState> {
+        if self.exim.is_idle() { None } else { Some(self.exim.save()) }
+    }
+
+    /// Takes back a joiner state saved by the last run.
+    pub fn restore_join_state(&mut self, saved: &exim::JoinState) {
+        self.exim.restore(saved);
     }
 
     /// Processes one line (without its newline) and counts it.
@@ -680,5 +731,38 @@ mod tests {
         assert_eq!(p.line(b"May 28 08:25:36 gw exim[6]: [2/2] not permitted"), Outcome::Reject);
         let text = state.metrics.encode_text();
         assert!(text.contains(r#"mailroute_misroutes_total{host="gw",domain="nmrc.org"} 2"#), "{text}");
+    }
+
+    /// The joiner's state survives a restart through the state file's JSON: a split
+    /// entry is completed by the next run, and a reject-log copy that comes after the
+    /// restart is still recognised.
+    #[test]
+    fn exim_join_state_is_carried_across_a_restart() {
+        let (state, mut p) = setup(8);
+        assert_eq!(p.join_state(), None, "nothing held yet");
+        let reject =
+            b"May 28 08:25:35 gw exim[5]: H=x [1.2.3.4] F=<s@x> rejected RCPT <a@nmrc.org>: relay not permitted";
+        assert_eq!(p.line(reject), Outcome::Reject);
+        assert_eq!(p.line(b"May 28 08:25:36 gw exim[6]: [1/2] 2026-05-28 08:25:36 H=x [1.2.3.4] F=<s@x> rejected RCPT <b@nmrc.org>: relay "), Outcome::MtaOther);
+        let saved = p.join_state().expect("a split entry and a reject are held");
+        let json = serde_json::to_string(&saved).unwrap();
+        // the next run: a new processor with the saved state
+        let mut next = Processor::new(state.clone(), &SharedLabel::new("next"));
+        next.restore_join_state(&serde_json::from_str(&json).unwrap());
+        assert_eq!(next.line(b"May 28 08:25:36 gw exim[6]: [2/2] not permitted"), Outcome::Reject);
+        let text = state.metrics.encode_text();
+        assert!(text.contains(r#"mailroute_misroutes_total{host="gw",domain="nmrc.org"} 2"#), "{text}");
+        assert_eq!(next.join_state().map(|j| j.pending.len()), Some(0), "the entry is complete; a reject is held");
+        // without the state, the second part alone counts nothing
+        let mut fresh = Processor::new(state.clone(), &SharedLabel::new("fresh"));
+        assert_eq!(fresh.line(b"May 28 08:25:36 gw exim[6]: [2/2] not permitted"), Outcome::MtaOther);
+        // the reject-log copy right after a restart is a copy, not a second reject
+        let (state, mut p) = setup(8);
+        assert_eq!(p.line(reject), Outcome::Reject);
+        let saved = p.join_state().unwrap();
+        let mut next = Processor::new(state.clone(), &SharedLabel::new("next"));
+        next.restore_join_state(&saved);
+        assert_eq!(next.line(reject), Outcome::MtaOther);
+        assert_eq!(next.join_state(), None, "the copy ends what was held");
     }
 }

@@ -99,6 +99,10 @@ pub fn spawn_path(path: &str, start: Start, state: Arc<MailState>, stop: Cancell
         tokio::spawn(run_stdin(processor, st, stop))
     } else {
         let resume = state.take_resume(&name);
+        let mut processor = processor;
+        if let Some(join) = state.take_resume_join(&name) {
+            processor.restore_join_state(&join);
+        }
         let reader = FileReader::new(path, start, resume, state, processor);
         tokio::spawn(run_file(reader, st, stop))
     };
@@ -246,6 +250,7 @@ impl FileReader {
                 tail.finish(&mut emit, flush);
             }
             state.publish_position(path, tail.saved_position());
+            state.publish_join(path, processor.join_state());
         }
         if read_any {
             counters.touch();

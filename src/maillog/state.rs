@@ -17,7 +17,9 @@
 //! starts fresh: never a refusal to start.
 //!
 //! The journal source publishes the cursor of its last counted entry under the same
-//! gate, and a restart follows on from that cursor. Syslog and stdin sources keep
+//! gate, and a restart follows on from that cursor. File and journal sources also
+//! publish what their Exim joiner holds (a split `[n/m]` entry under way, the
+//! reject its reject-log copy would repeat), and take it back at the next start. Syslog and stdin sources keep
 //! their counters across restarts, not a position (a syslog sender cannot be asked
 //! to send again): lines they deliver between the last save and a crash are lost.
 //!
@@ -101,6 +103,10 @@ pub struct Snapshot {
     /// written before the journal resumed from the state file).
     #[serde(default)]
     pub cursors: BTreeMap<String, String>,
+    /// Source → what its Exim joiner held: a split entry under way, the reject a
+    /// reject-log copy would repeat (absent when nothing, and in older files).
+    #[serde(default)]
+    pub joins: BTreeMap<String, super::exim::JoinState>,
 }
 
 /// The counters of a snapshot, typed.
@@ -121,6 +127,7 @@ impl Snapshot {
         tally: &Tally,
         positions: BTreeMap<String, TailPosition>,
         cursors: BTreeMap<String, String>,
+        joins: BTreeMap<String, super::exim::JoinState>,
     ) -> Snapshot {
         let mut sources: BTreeMap<String, SourceCount> = BTreeMap::new();
         for (s, o, n) in &tally.lines {
@@ -169,6 +176,7 @@ impl Snapshot {
             sources: sources.into_values().collect(),
             positions,
             cursors,
+            joins,
         }
     }
 
@@ -318,6 +326,7 @@ impl Persister {
                 let (s, counts) = *sc;
                 self.mail.restore(&counts, s.positions.clone());
                 self.mail.restore_cursors(s.cursors.clone());
+                self.mail.restore_joins(s.joins.clone());
                 tracing::info!(
                     state_file = %self.path.display(),
                     saved_at = s.saved_at,
@@ -343,7 +352,7 @@ impl Persister {
     pub fn snapshot_with<T>(&self, inside: impl FnOnce() -> T) -> (T, Snapshot, u64) {
         let _gate = self.mail.gate.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         let out = inside();
-        let snapshot = Snapshot::new(&self.mail.tally(), self.mail.positions(), self.mail.cursors());
+        let snapshot = Snapshot::new(&self.mail.tally(), self.mail.positions(), self.mail.cursors(), self.mail.joins());
         let n = self.next.fetch_add(1, Ordering::SeqCst);
         (out, snapshot, n)
     }
