@@ -204,3 +204,28 @@ fn missing_at_startup() {
     }
     check_final(&ex, &lab);
 }
+
+/// A log whose directory does not exist yet: no inotify watch can be set up, so the
+/// source polls; it says so once (not at every retry), and reads the file when the
+/// directory and the file appear.
+#[test]
+fn missing_directory_is_polled_and_said_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("later").join("mail.log");
+    let cfg = dir.path().join("mailroute.toml");
+    std::fs::write(&cfg, "[maillog]\nlocal_domains = [\"nmrc.org\"]\n").unwrap();
+    let ex = Exporter::start(&[
+        "serve",
+        &format!("--config.file={}", cfg.display()),
+        &format!("--maillog.path={}", log.display()),
+    ]);
+    // ten polls at least
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(ex.stderr().matches("no file events for this directory").count(), 1, "{}", ex.stderr());
+    std::fs::create_dir(log.parent().unwrap()).unwrap();
+    append(
+        &log,
+        b"Mar  1 00:00:01 talon postfix/smtpd[1]: NOQUEUE: reject: RCPT from unknown[198.51.100.1]: 554 5.7.1 <u@nmrc.org>: Relay access denied; from=<s@spam.example> to=<u@nmrc.org> proto=ESMTP helo=<h.example>\n",
+    );
+    ex.wait_for(|t| rejects(t) == Some(1.0), WAIT);
+}

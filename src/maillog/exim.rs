@@ -561,14 +561,13 @@ impl EximJoiner {
         JoinState { pending, last_reject: self.last_reject }
     }
 
-    /// Takes back what [`EximJoiner::save`] kept (parts that do not decode are dropped).
+    /// Takes back what [`EximJoiner::save`] kept ([`JoinState::check`] tells a bad
+    /// state apart before: the state file it came from is refused).
     pub fn restore(&mut self, saved: &JoinState) {
         for s in saved.pending.iter().take(MAX_SAVED) {
-            let Ok(line) = base64::engine::general_purpose::STANDARD.decode(&s.line) else { continue };
-            if line.len() > MAX_JOINED {
-                continue;
+            if let Ok(line) = s.decode() {
+                self.by_process.insert(s.process, Pending { line, line_done: s.line_done, total: s.total });
             }
-            self.by_process.insert(s.process, Pending { line, line_done: s.line_done, total: s.total });
         }
         self.last_reject = saved.last_reject;
     }
@@ -589,6 +588,26 @@ pub struct SavedPart {
     pub line: String,
     pub line_done: bool,
     pub total: u32,
+}
+
+impl SavedPart {
+    fn decode(&self) -> Result<Vec<u8>, String> {
+        let line = base64::engine::general_purpose::STANDARD.decode(&self.line).map_err(|e| e.to_string())?;
+        if line.len() > MAX_JOINED {
+            return Err(format!("a first line of {} bytes (at most {MAX_JOINED})", line.len()));
+        }
+        Ok(line)
+    }
+}
+
+impl JoinState {
+    /// Whether every saved line decodes and the bounds hold.
+    pub fn check(&self) -> Result<(), String> {
+        if self.pending.len() > MAX_SAVED {
+            return Err(format!("{} entries (at most {MAX_SAVED})", self.pending.len()));
+        }
+        self.pending.iter().try_for_each(|p| p.decode().map(drop))
+    }
 }
 
 /// What an [`EximJoiner`] holds between two lines, as the state file keeps it.

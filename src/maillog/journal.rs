@@ -422,11 +422,12 @@ pub fn spawn_with(settings: Settings, start: Start, state: Arc<MailState>, stop:
     let mut processor = Processor::new(state.clone(), &label);
     // a cursor saved in the state file: follow on from the last entry counted, with
     // what the Exim joiner held then
-    let resumed = state.take_resume_cursor(SOURCE);
+    let saved = state.take_resume(SOURCE);
+    let resumed = saved.cursor;
     if resumed.is_some()
-        && let Some(join) = state.take_resume_join(SOURCE)
+        && let Some(join) = &saved.join
     {
-        processor.restore_join_state(&join);
+        processor.restore_join_state(join);
     }
     if resumed.is_some() {
         tracing::info!(source = SOURCE, "journal: resuming after the entry the last run counted last");
@@ -736,10 +737,10 @@ impl Follower {
         });
         self.lines = lines;
         if processed {
-            if let Some(c) = &self.cursor {
-                state.publish_cursor(SOURCE, c);
-            }
-            state.publish_join(SOURCE, self.processor.join_state());
+            state.publish(SOURCE, |r| {
+                r.cursor.clone_from(&self.cursor);
+                r.join = self.processor.join_state();
+            });
             self.counters.touch();
         }
         processed

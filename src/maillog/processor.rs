@@ -86,21 +86,22 @@ pub struct MailState {
     /// File sources hold it for reading while they count a poll's lines and publish
     /// their position; a state snapshot holds it for writing (see [`super::state`]).
     pub gate: RwLock<()>,
-    /// Where each file source's reading stands, as published after each poll.
-    positions: Mutex<BTreeMap<String, TailPosition>>,
-    /// Positions restored from the state file, taken by the sources as they start.
-    resume: Mutex<BTreeMap<String, TailPosition>>,
-    /// The journal source's cursor (the last entry counted), as published with its lines.
-    cursors: Mutex<BTreeMap<String, String>>,
-    /// What each source's Exim joiner holds, published with its position.
-    joins: Mutex<BTreeMap<String, exim::JoinState>>,
-    /// Joiner states restored from the state file, taken by the sources as they start.
-    resume_joins: Mutex<BTreeMap<String, exim::JoinState>>,
-    /// Cursors restored from the state file, taken by the journal source as it starts.
-    resume_cursors: Mutex<BTreeMap<String, String>>,
+    /// Where each source's reading stands, as published after each read.
+    published: Mutex<BTreeMap<String, Resume>>,
+    /// What the state file restored, taken by the sources as they start.
+    resume: Mutex<BTreeMap<String, Resume>>,
     /// A state file is kept: a stopping source leaves an unfinished line for the
     /// next start instead of counting it.
     pub persistent: AtomicBool,
+}
+
+/// What the state file keeps of a source besides its counters: where a file's
+/// reading stands, the journal's cursor, and what the Exim joiner holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resume {
+    pub position: Option<TailPosition>,
+    pub cursor: Option<String>,
+    pub join: Option<exim::JoinState>,
 }
 
 /// The series created so far.
@@ -137,12 +138,8 @@ impl MailState {
             recent: Mutex::new(HashMap::new()),
             known: Mutex::new(Known::default()),
             gate: RwLock::new(()),
-            positions: Mutex::new(BTreeMap::new()),
+            published: Mutex::new(BTreeMap::new()),
             resume: Mutex::new(BTreeMap::new()),
-            cursors: Mutex::new(BTreeMap::new()),
-            resume_cursors: Mutex::new(BTreeMap::new()),
-            joins: Mutex::new(BTreeMap::new()),
-            resume_joins: Mutex::new(BTreeMap::new()),
             persistent: AtomicBool::new(false),
         };
         state.set_domains(domains);
@@ -216,91 +213,35 @@ impl MailState {
         t
     }
 
-    /// Records where a file source's reading stands (call holding [`Self::gate`]).
-    pub fn publish_position(&self, source: &str, at: TailPosition) {
-        if let Ok(mut p) = self.positions.lock() {
-            p.insert(source.to_string(), at);
-        }
-    }
-
-    /// Every file source's position, for a snapshot.
-    pub fn positions(&self) -> BTreeMap<String, TailPosition> {
-        self.positions.lock().map(|p| p.clone()).unwrap_or_default()
-    }
-
-    /// The restored position of a source, once.
-    pub fn take_resume(&self, source: &str) -> Option<TailPosition> {
-        self.resume.lock().ok()?.remove(source)
-    }
-
-    /// Records the cursor of the last journal entry counted (call holding [`Self::gate`]).
-    pub fn publish_cursor(&self, source: &str, cursor: &str) {
-        if let Ok(mut c) = self.cursors.lock()
-            && c.get(source).is_none_or(|old| old != cursor)
-        {
-            c.insert(source.to_string(), cursor.to_string());
-        }
-    }
-
-    /// Every journal source's cursor, for a snapshot.
-    pub fn cursors(&self) -> BTreeMap<String, String> {
-        self.cursors.lock().map(|c| c.clone()).unwrap_or_default()
-    }
-
-    /// The restored cursor of a journal source, once.
-    pub fn take_resume_cursor(&self, source: &str) -> Option<String> {
-        self.resume_cursors.lock().ok()?.remove(source)
-    }
-
-    /// Records what a source's Exim joiner holds, `None` for nothing (call holding
-    /// [`Self::gate`], with the position the lines lead to).
-    pub fn publish_join(&self, source: &str, join: Option<exim::JoinState>) {
-        if let Ok(mut j) = self.joins.lock() {
-            match join {
-                Some(s) => {
-                    j.insert(source.to_string(), s);
-                }
+    /// Records where a source's reading stands: call holding [`Self::gate`], after
+    /// counting the lines that lead there.
+    pub fn publish(&self, source: &str, update: impl FnOnce(&mut Resume)) {
+        if let Ok(mut p) = self.published.lock() {
+            match p.get_mut(source) {
+                Some(r) => update(r),
                 None => {
-                    j.remove(source);
+                    let mut r = Resume::default();
+                    update(&mut r);
+                    p.insert(source.to_string(), r);
                 }
             }
         }
     }
 
-    /// Every source's joiner state, for a snapshot.
-    pub fn joins(&self) -> BTreeMap<String, exim::JoinState> {
-        self.joins.lock().map(|j| j.clone()).unwrap_or_default()
+    /// Where every source's reading stands, for a snapshot.
+    pub fn published(&self) -> BTreeMap<String, Resume> {
+        self.published.lock().map(|p| p.clone()).unwrap_or_default()
     }
 
-    /// The restored joiner state of a source, once.
-    pub fn take_resume_join(&self, source: &str) -> Option<exim::JoinState> {
-        self.resume_joins.lock().ok()?.remove(source)
+    /// What the state file kept of a source, once (empty when nothing).
+    pub fn take_resume(&self, source: &str) -> Resume {
+        self.resume.lock().ok().and_then(|mut r| r.remove(source)).unwrap_or_default()
     }
 
-    /// Keeps the joiner states of a state file for the sources to resume with.
-    pub fn restore_joins(&self, joins: BTreeMap<String, exim::JoinState>) {
-        if let Ok(mut j) = self.joins.lock() {
-            j.extend(joins.clone());
-        }
-        if let Ok(mut r) = self.resume_joins.lock() {
-            *r = joins;
-        }
-    }
-
-    /// Keeps the journal cursors of a state file for the sources to resume from.
-    pub fn restore_cursors(&self, cursors: BTreeMap<String, String>) {
-        if let Ok(mut c) = self.cursors.lock() {
-            c.extend(cursors.clone());
-        }
-        if let Ok(mut r) = self.resume_cursors.lock() {
-            *r = cursors;
-        }
-    }
-
-    /// Adds counts from a state file (before any source runs) and keeps the saved
-    /// positions for the sources to resume from. Hosts go through the host table, so
-    /// `max_hosts` still holds.
-    pub fn restore(&self, counts: &Counts, positions: BTreeMap<String, TailPosition>) {
+    /// Adds counts from a state file (before any source runs) and keeps what it
+    /// saved of each source for the sources to resume from. Hosts go through the host
+    /// table, so `max_hosts` still holds.
+    pub fn restore(&self, counts: &Counts, resume: BTreeMap<String, Resume>) {
         for (l, n) in &counts.rejects {
             let labels = RejectLabels { host: self.host_label(Some(l.host.as_str().as_bytes())), ..l.clone() };
             self.reject_counter(&labels).inc_by(*n);
@@ -323,11 +264,11 @@ impl MailState {
             c.read_errors.inc_by(*errors);
             c.truncated.inc_by(*truncated);
         }
-        if let Ok(mut p) = self.positions.lock() {
-            p.extend(positions.clone());
+        if let Ok(mut p) = self.published.lock() {
+            p.extend(resume.clone());
         }
         if let Ok(mut r) = self.resume.lock() {
-            *r = positions;
+            *r = resume;
         }
     }
 

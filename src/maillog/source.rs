@@ -40,6 +40,9 @@ pub const COPY_WATCH: Duration = Duration::from_millis(500);
 pub const COPY_BURST: Duration = Duration::from_millis(25);
 /// The pause between two polls of a burst.
 pub const COPY_SPIN: Duration = Duration::from_micros(200);
+/// How often a file source tries again to watch a directory it could not watch (it
+/// may not exist yet); it polls meanwhile.
+pub const WATCH_RETRY: Duration = Duration::from_secs(10);
 /// How long `serve` waits for a stopped source's last read before going on without it.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
 
@@ -94,27 +97,30 @@ pub fn spawn_path(path: &str, start: Start, state: Arc<MailState>, stop: Cancell
         last_error: None,
     }));
     let st = status.clone();
-    let processor = Processor::new(state.clone(), &label);
+    let mut processor = Processor::new(state.clone(), &label);
     let task = if path == "-" {
         tokio::spawn(run_stdin(processor, st, stop))
     } else {
         let resume = state.take_resume(&name);
-        let mut processor = processor;
-        if let Some(join) = state.take_resume_join(&name) {
-            processor.restore_join_state(&join);
+        if let Some(join) = &resume.join {
+            processor.restore_join_state(join);
         }
-        let reader = FileReader::new(path, start, resume, state, processor);
+        let reader = FileReader::new(path, start, resume.position, state, processor);
         tokio::spawn(run_file(reader, st, stop))
     };
     SourceHandle { status, task: Some(task) }
 }
 
 /// Watches the file's directory with inotify (through `notify`) and wakes the
-/// source on every change there; `None` when the watch cannot be set up (polling
-/// alone then). A sibling of the file created and written (`mail.log.1`,
+/// source on every change there; an error when the watch cannot be set up (polling
+/// alone then, and the watch is tried again every [`WATCH_RETRY`]). A sibling of the file created and written (`mail.log.1`,
 /// `mail.log-DATE`: logrotate making a copy) is noted in `sibling`, so the source
 /// can read closely until the truncate that follows a copy.
-fn watch(path: &str, wake: &Arc<Notify>, sibling: &Arc<Mutex<Option<Instant>>>) -> Option<notify::RecommendedWatcher> {
+fn watch(
+    path: &str,
+    wake: &Arc<Notify>,
+    sibling: &Arc<Mutex<Option<Instant>>>,
+) -> Result<notify::RecommendedWatcher, notify::Error> {
     use notify::Watcher;
     let file = std::path::Path::new(path);
     let dir = match file.parent() {
@@ -144,14 +150,9 @@ fn watch(path: &str, wake: &Arc<Notify>, sibling: &Arc<Mutex<Option<Instant>>>) 
         // a stored permit: an event between two waits ends the next wait at once
         waker.notify_one();
     };
-    let mut w = notify::recommended_watcher(on_event).ok()?;
-    match w.watch(&dir, notify::RecursiveMode::NonRecursive) {
-        Ok(()) => Some(w),
-        Err(e) => {
-            tracing::info!(source = path, error = %e, "no file events for this directory, polling every 100 ms");
-            None
-        }
-    }
+    let mut w = notify::recommended_watcher(on_event)?;
+    w.watch(&dir, notify::RecursiveMode::NonRecursive)?;
+    Ok(w)
 }
 
 /// What a file source owns while it reads: moved into a blocking task for each
@@ -249,8 +250,10 @@ impl FileReader {
                 let flush = !state.persistent.load(std::sync::atomic::Ordering::Relaxed);
                 tail.finish(&mut emit, flush);
             }
-            state.publish_position(path, tail.saved_position());
-            state.publish_join(path, processor.join_state());
+            state.publish(path, |r| {
+                r.position = Some(tail.saved_position());
+                r.join = processor.join_state();
+            });
         }
         if read_any {
             counters.touch();
@@ -263,10 +266,28 @@ async fn run_file(mut reader: FileReader, status: Arc<Mutex<SourceStatus>>, stop
     let wake = Arc::new(Notify::new());
     let sibling: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
     let mut watcher = None;
+    let mut next_watch = Instant::now();
+    let mut watch_error: Option<String> = None;
     let copying = || sibling.lock().ok().and_then(|s| *s).is_some_and(|t| t.elapsed() < COPY_WATCH);
     loop {
-        if watcher.is_none() {
-            watcher = watch(&reader.path, &wake, &sibling);
+        if watcher.is_none() && Instant::now() >= next_watch {
+            match watch(&reader.path, &wake, &sibling) {
+                Ok(w) => {
+                    if watch_error.take().is_some() {
+                        tracing::info!(source = reader.path.as_str(), "file events for the directory now");
+                    }
+                    watcher = Some(w);
+                }
+                Err(e) => {
+                    // said once per distinct error, not at every retry
+                    let e = e.to_string();
+                    if watch_error.as_deref() != Some(e.as_str()) {
+                        tracing::info!(source = reader.path.as_str(), error = %e, "no file events for this directory, polling every 100 ms");
+                        watch_error = Some(e);
+                    }
+                    next_watch = Instant::now() + WATCH_RETRY;
+                }
+            }
         }
         let polled_at = Instant::now();
         let stopping = stop.is_cancelled();

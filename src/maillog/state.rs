@@ -34,7 +34,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::processor::{MailState, Tally};
+use super::processor::{MailState, Resume, Tally};
 use super::tail::TailPosition;
 use super::{Class, Mta, Outcome, Reason, Stage};
 use crate::metrics::{HostMtaLabels, MisrouteLabels, RejectLabels, SharedLabel};
@@ -123,12 +123,19 @@ pub type SourceCounts = (String, Vec<(Outcome, u64)>, u64, u64);
 
 impl Snapshot {
     /// A snapshot of these counters and positions.
-    pub fn new(
-        tally: &Tally,
-        positions: BTreeMap<String, TailPosition>,
-        cursors: BTreeMap<String, String>,
-        joins: BTreeMap<String, super::exim::JoinState>,
-    ) -> Snapshot {
+    pub fn new(tally: &Tally, published: BTreeMap<String, Resume>) -> Snapshot {
+        let (mut positions, mut cursors, mut joins) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+        for (source, r) in published {
+            if let Some(p) = r.position {
+                positions.insert(source.clone(), p);
+            }
+            if let Some(c) = r.cursor {
+                cursors.insert(source.clone(), c);
+            }
+            if let Some(j) = r.join {
+                joins.insert(source, j);
+            }
+        }
         let mut sources: BTreeMap<String, SourceCount> = BTreeMap::new();
         for (s, o, n) in &tally.lines {
             let e = sources.entry(s.clone()).or_insert_with(|| SourceCount {
@@ -191,7 +198,25 @@ impl Snapshot {
             return Err(format!("state file version {} (this build reads {VERSION})", s.version));
         }
         let counts = s.counts()?;
+        for (source, j) in &s.joins {
+            j.check().map_err(|e| format!("Exim entry under way for {source:?}: {e}"))?;
+        }
         Ok((s, counts))
+    }
+
+    /// What the snapshot kept of each source, gathered per source.
+    fn resume(&self) -> BTreeMap<String, Resume> {
+        let mut out: BTreeMap<String, Resume> = BTreeMap::new();
+        for (s, p) in &self.positions {
+            out.entry(s.clone()).or_default().position = Some(p.clone());
+        }
+        for (s, c) in &self.cursors {
+            out.entry(s.clone()).or_default().cursor = Some(c.clone());
+        }
+        for (s, j) in &self.joins {
+            out.entry(s.clone()).or_default().join = Some(j.clone());
+        }
+        out
     }
 
     fn counts(&self) -> Result<Counts, String> {
@@ -324,9 +349,7 @@ impl Persister {
             Loaded::Fresh => tracing::info!(state_file = %self.path.display(), "no state file yet, starting fresh"),
             Loaded::Restored(sc) => {
                 let (s, counts) = *sc;
-                self.mail.restore(&counts, s.positions.clone());
-                self.mail.restore_cursors(s.cursors.clone());
-                self.mail.restore_joins(s.joins.clone());
+                self.mail.restore(&counts, s.resume());
                 tracing::info!(
                     state_file = %self.path.display(),
                     saved_at = s.saved_at,
@@ -352,7 +375,7 @@ impl Persister {
     pub fn snapshot_with<T>(&self, inside: impl FnOnce() -> T) -> (T, Snapshot, u64) {
         let _gate = self.mail.gate.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         let out = inside();
-        let snapshot = Snapshot::new(&self.mail.tally(), self.mail.positions(), self.mail.cursors(), self.mail.joins());
+        let snapshot = Snapshot::new(&self.mail.tally(), self.mail.published());
         let n = self.next.fetch_add(1, Ordering::SeqCst);
         (out, snapshot, n)
     }
@@ -431,14 +454,14 @@ mod tests {
             }),
             draining: None,
         };
-        a.publish_position("/var/log/mail.log", pos.clone());
+        a.publish("/var/log/mail.log", |r| r.position = Some(pos.clone()));
         let saver = Persister::new(&path, a.clone());
         assert!(saver.save_now());
 
         let b = state();
         Persister::new(&path, b.clone()).restore();
         assert_eq!(b.tally(), a.tally());
-        assert_eq!(b.take_resume("/var/log/mail.log"), Some(pos));
+        assert_eq!(b.take_resume("/var/log/mail.log").position, Some(pos));
         let text = b.metrics.encode_text();
         assert!(text.contains(r#"mailroute_misroutes_total{host="rigor-mortis",domain="nmrc.org"} 2"#), "{text}");
         assert!(
@@ -465,6 +488,7 @@ mod tests {
             br#"{"format":"mailroute_exporter state","version":99,"saved_at":0,"rejects":[],"misroutes":[],"accepted":[],"sources":[],"positions":{}}"#,
             br#"{"format":"mailroute_exporter state","version":1,"saved_at":0,"rejects":[{"host":"h","mta":"qmail","stage":"rcpt","reason":"rbl","class":"permanent","count":3}],"misroutes":[],"accepted":[],"sources":[],"positions":{}}"#,
             br#"{"format":"mailroute_exporter state","version":1,"saved_at":0,"rejects":[],"misroutes":[],"accepted":[],"sources":[],"positions":{},"extra":1}"#,
+            br#"{"format":"mailroute_exporter state","version":1,"saved_at":0,"rejects":[],"misroutes":[],"accepted":[],"sources":[],"positions":{},"joins":{"/l":{"pending":[{"process":1,"line":"not base64!","line_done":false,"total":2}],"last_reject":null}}}"#,
             br#"{"format":"mailroute_exporter state","version":1,"saved_at":0,"rejects":[],"misroutes":[],"accepted":[],"sources":[{"source":"s","lines":{"reject":-1},"read_errors":0,"truncated":0}],"positions":{}}"#,
         ];
         for (i, bytes) in cases.iter().enumerate() {
