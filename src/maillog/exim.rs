@@ -478,13 +478,12 @@ impl EximJoiner {
             self.by_process.clear();
         }
         let key = process_key(host, pid.unwrap_or(b""));
-        let p = self.by_process.entry(key).or_default();
         if n == 1 {
-            p.line.clear();
-            p.line_done = false;
-            p.total = m;
-        } else if p.total != m || (p.line.is_empty() && !p.line_done) {
-            // a part without its beginning: nothing to count
+            self.by_process.insert(key, Pending { line: Vec::new(), line_done: false, total: m });
+        }
+        // a part without its beginning: nothing to count
+        let Some(p) = self.by_process.get_mut(&key) else { return Joined::Part };
+        if p.total != m || (p.line.is_empty() && !p.line_done && n != 1) {
             return Joined::Part;
         }
         let mut out = Joined::Part;
@@ -498,8 +497,8 @@ impl EximJoiner {
             }
         }
         if n == m {
-            p.line_done = false;
-            p.total = 0;
+            // complete: only entries under way are kept (and saved)
+            self.by_process.remove(&key);
         }
         out
     }
@@ -531,7 +530,7 @@ impl EximJoiner {
 
     /// Nothing held: no split entry under way, no reject to tell a duplicate of.
     pub fn is_idle(&self) -> bool {
-        self.last_reject.is_none() && self.by_process.values().all(|p| p.line.is_empty() && p.total == 0)
+        self.last_reject.is_none() && self.by_process.is_empty()
     }
 
     /// What the joiner holds, for the state file: a restart between the parts of a
@@ -543,9 +542,6 @@ impl EximJoiner {
         let mut bytes = 0;
         let mut pending: Vec<SavedPart> = Vec::new();
         for (key, p) in &self.by_process {
-            if p.total == 0 && p.line.is_empty() {
-                continue;
-            }
             if pending.len() >= MAX_SAVED || bytes + p.line.len() > MAX_SAVED_BYTES {
                 break;
             }
@@ -820,5 +816,13 @@ mod tests {
             j.feed(b"h", Some(pid.as_bytes()), b"[1\\2] x");
         }
         assert!(j.tracked() <= MAX_TRACKED);
+        // a complete entry is not kept: only entries under way are tracked (and saved)
+        let mut j = EximJoiner::default();
+        j.feed(b"h", Some(b"1"), b"[1/2] H=x rejected RCPT <a@b>: relay ");
+        assert_eq!(j.tracked(), 1);
+        assert!(!j.is_idle());
+        assert!(matches!(j.feed(b"h", Some(b"1"), b"[2/2] not permitted"), Joined::Assembled(_)));
+        assert_eq!(j.tracked(), 0);
+        assert!(j.is_idle());
     }
 }
